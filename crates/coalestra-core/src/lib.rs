@@ -1,0 +1,3 @@
+//! core
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,3 @@
+//! `coalestra-resilience`: filled in by its issue.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
