@@ -1,0 +1,135 @@
+//! [`SnapshotRequest`] and [`BuildOptions`]: what to build and how.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::CoalestraError;
+use crate::key::{KeyMap, ResourceKey};
+use crate::metadata::Metadata;
+
+/// Required and optional resources of one build.
+///
+/// Only required failures fail a build; optional failures are reported in the
+/// snapshot's errors.
+#[derive(Debug, Clone)]
+pub struct SnapshotRequest {
+    required: Arc<[ResourceKey]>,
+    optional: Arc<[ResourceKey]>,
+}
+
+impl SnapshotRequest {
+    /// A request; duplicates inside each list are dropped, a key in both lists
+    /// and an empty request are rejected.
+    pub fn new(
+        required: impl IntoIterator<Item = ResourceKey>,
+        optional: impl IntoIterator<Item = ResourceKey>,
+    ) -> Result<Self, CoalestraError> {
+        let required = dedup(required);
+        let optional = dedup(optional);
+        if required.is_empty() && optional.is_empty() {
+            return Err(CoalestraError::InvalidRequest(
+                "snapshot request must contain at least one resource key".into(),
+            ));
+        }
+        let mut seen: KeyMap<()> = KeyMap::default();
+        seen.extend(required.iter().map(|k| (k.clone(), ())));
+        if let Some(k) = optional.iter().find(|k| seen.contains_key(*k)) {
+            return Err(CoalestraError::InvalidRequest(
+                format!("resource {k} is both required and optional").into(),
+            ));
+        }
+        Ok(Self {
+            required: required.into(),
+            optional: optional.into(),
+        })
+    }
+
+    /// A request where every key is required.
+    pub fn required(keys: impl IntoIterator<Item = ResourceKey>) -> Result<Self, CoalestraError> {
+        Self::new(keys, [])
+    }
+
+    /// The required keys, de-duplicated, in declaration order.
+    pub fn required_keys(&self) -> &[ResourceKey] {
+        &self.required
+    }
+
+    /// The optional keys, de-duplicated, in declaration order.
+    pub fn optional_keys(&self) -> &[ResourceKey] {
+        &self.optional
+    }
+
+    /// Required then optional keys.
+    pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.required.iter().chain(self.optional.iter())
+    }
+
+    /// Whether `key` is required.
+    pub fn is_required(&self, key: &ResourceKey) -> bool {
+        self.required.contains(key)
+    }
+}
+
+fn dedup(keys: impl IntoIterator<Item = ResourceKey>) -> Vec<ResourceKey> {
+    let mut seen: KeyMap<()> = KeyMap::default();
+    keys.into_iter()
+        .filter(|k| seen.insert(k.clone(), ()).is_none())
+        .collect()
+}
+
+/// Options of one build.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BuildOptions {
+    /// A relative deadline covering the whole build.
+    pub deadline: Option<Duration>,
+    /// The snapshot identity (a random one when `None`).
+    pub snapshot_id: Option<Arc<str>>,
+    /// Metadata passed to every source call.
+    pub metadata: Metadata,
+    /// Whether a required failure fails the build (default `true`); when
+    /// `false` the snapshot is returned with its errors.
+    pub strict: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            deadline: None,
+            snapshot_id: None,
+            metadata: Metadata::new(),
+            strict: true,
+        }
+    }
+}
+
+impl BuildOptions {
+    /// Default options: strict, no deadline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the deadline.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+    /// Sets the snapshot id.
+    #[must_use]
+    pub fn snapshot_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.snapshot_id = Some(id.into());
+        self
+    }
+    /// Sets the metadata.
+    #[must_use]
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+    /// Sets strictness.
+    #[must_use]
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+}

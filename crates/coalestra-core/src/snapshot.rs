@@ -1,0 +1,284 @@
+//! [`Snapshot`]: an immutable, consistent view of many resources.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::diagnostics::SnapshotDiagnostics;
+use crate::error::{ResourceError, ValueError};
+use crate::key::{KeyMap, ResourceKey};
+use crate::metadata::Metadata;
+use crate::value::SnapshotValue;
+
+struct SnapshotInner {
+    id: Arc<str>,
+    created_at: Timestamp,
+    values: Vec<SnapshotValue>,
+    errors: Vec<ResourceError>,
+    index: KeyMap<Slot>,
+    diagnostics: Option<SnapshotDiagnostics>,
+    metadata: Metadata,
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Value(usize),
+    Error(usize),
+}
+
+/// An immutable set of resolved values and per-resource errors.
+///
+/// Cheap to clone (one reference count). Values keep request order.
+///
+/// ```
+/// use coalestra_core::{Payload, ResourceKey, Snapshot, Timestamp};
+/// use coalestra_core::value::{SnapshotValue, ValueParts};
+///
+/// let key = ResourceKey::new("market", "price", "BTC")?;
+/// let value = SnapshotValue::from_parts(ValueParts::new(
+///     key.clone(), Payload::new(101.5_f64), "rest", Timestamp::from_secs(10.0)));
+/// let snapshot = Snapshot::parts("s-1", Timestamp::from_secs(11.0)).value(value).finish();
+/// assert_eq!(*snapshot.value::<f64>(&key)?, 101.5);
+/// assert!(snapshot.is_complete());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Snapshot(Arc<SnapshotInner>);
+
+impl Snapshot {
+    /// Starts assembling a snapshot.
+    pub fn parts(id: impl Into<Arc<str>>, created_at: Timestamp) -> SnapshotParts {
+        SnapshotParts {
+            inner: SnapshotInner {
+                id: id.into(),
+                created_at,
+                values: Vec::new(),
+                errors: Vec::new(),
+                index: KeyMap::default(),
+                diagnostics: None,
+                metadata: Metadata::new(),
+            },
+        }
+    }
+
+    /// The snapshot identity.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// When the build started.
+    pub fn created_at(&self) -> Timestamp {
+        self.0.created_at
+    }
+    /// The number of resolved values.
+    pub fn len(&self) -> usize {
+        self.0.values.len()
+    }
+    /// Whether no value resolved.
+    pub fn is_empty(&self) -> bool {
+        self.0.values.is_empty()
+    }
+    /// Whether no resource failed.
+    pub fn is_complete(&self) -> bool {
+        self.0.errors.is_empty()
+    }
+    /// The value of `key`, if resolved.
+    pub fn get(&self, key: &ResourceKey) -> Option<&SnapshotValue> {
+        match self.0.index.get(key)? {
+            Slot::Value(i) => self.0.values.get(*i),
+            Slot::Error(_) => None,
+        }
+    }
+    /// Whether `key` resolved.
+    pub fn contains(&self, key: &ResourceKey) -> bool {
+        self.get(key).is_some()
+    }
+    /// The payload of `key` as `T`.
+    pub fn value<T: std::any::Any>(&self, key: &ResourceKey) -> Result<&T, ValueError> {
+        match self.0.index.get(key) {
+            Some(Slot::Value(i)) => Ok(self.0.values[*i].value::<T>()?),
+            Some(Slot::Error(i)) => Err(ValueError::Failed(self.0.errors[*i].clone())),
+            None => Err(ValueError::Missing(key.clone())),
+        }
+    }
+    /// The payload of `key` as `T`, or `None` when absent or of another type.
+    pub fn maybe_value<T: std::any::Any>(&self, key: &ResourceKey) -> Option<&T> {
+        self.get(key).and_then(|v| v.value::<T>().ok())
+    }
+    /// The error of `key`, if it failed.
+    pub fn error(&self, key: &ResourceKey) -> Option<&ResourceError> {
+        match self.0.index.get(key)? {
+            Slot::Error(i) => self.0.errors.get(*i),
+            Slot::Value(_) => None,
+        }
+    }
+    /// Resolved values in order.
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &SnapshotValue> {
+        self.0.values.iter()
+    }
+    /// Resolved keys in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &ResourceKey> {
+        self.0.values.iter().map(SnapshotValue::key)
+    }
+    /// Per-resource errors in order.
+    pub fn errors(&self) -> &[ResourceError] {
+        &self.0.errors
+    }
+    /// Keys whose value was delivered stale.
+    pub fn stale_keys(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.0
+            .values
+            .iter()
+            .filter(|v| v.is_stale())
+            .map(SnapshotValue::key)
+    }
+    /// What the build did, when the engine recorded it.
+    pub fn diagnostics(&self) -> Option<&SnapshotDiagnostics> {
+        self.0.diagnostics.as_ref()
+    }
+    /// Caller metadata of the build.
+    pub fn metadata(&self) -> &Metadata {
+        &self.0.metadata
+    }
+    /// A copy of this snapshot's parts, to derive a new snapshot from it.
+    pub fn to_parts(&self) -> SnapshotParts {
+        let mut parts =
+            Snapshot::parts(self.0.id.clone(), self.0.created_at).metadata(self.0.metadata.clone());
+        for v in &self.0.values {
+            parts.push_value(v.clone());
+        }
+        for e in &self.0.errors {
+            parts.push_error(e.clone());
+        }
+        if let Some(d) = &self.0.diagnostics {
+            parts = parts.diagnostics(d.clone());
+        }
+        parts
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("id", &self.0.id)
+            .field("created_at", &self.0.created_at)
+            .field("values", &self.0.values)
+            .field("errors", &self.0.errors)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Assembles a [`Snapshot`]. A later entry for a key replaces an earlier one
+/// (value or error).
+pub struct SnapshotParts {
+    inner: SnapshotInner,
+}
+
+impl SnapshotParts {
+    /// Reserves room for `n` values.
+    pub fn reserve(&mut self, n: usize) {
+        self.inner.values.reserve(n);
+        self.inner.index.reserve(n);
+    }
+
+    /// Adds (or replaces) a value.
+    pub fn push_value(&mut self, value: SnapshotValue) {
+        let key = value.key().clone();
+        match self.inner.index.get(&key).copied() {
+            Some(Slot::Value(i)) => self.inner.values[i] = value,
+            Some(Slot::Error(i)) => {
+                self.inner.errors.remove(i);
+                self.reindex_errors();
+                self.insert_value(key, value);
+            }
+            None => self.insert_value(key, value),
+        }
+    }
+
+    fn insert_value(&mut self, key: ResourceKey, value: SnapshotValue) {
+        self.inner
+            .index
+            .insert(key, Slot::Value(self.inner.values.len()));
+        self.inner.values.push(value);
+    }
+
+    /// Adds (or replaces) an error.
+    pub fn push_error(&mut self, error: ResourceError) {
+        let key = error.key().clone();
+        match self.inner.index.get(&key).copied() {
+            Some(Slot::Error(i)) => self.inner.errors[i] = error,
+            Some(Slot::Value(i)) => {
+                self.inner.values.remove(i);
+                self.reindex_values();
+                self.insert_error(key, error);
+            }
+            None => self.insert_error(key, error),
+        }
+    }
+
+    fn insert_error(&mut self, key: ResourceKey, error: ResourceError) {
+        self.inner
+            .index
+            .insert(key, Slot::Error(self.inner.errors.len()));
+        self.inner.errors.push(error);
+    }
+
+    fn reindex_values(&mut self) {
+        for (i, v) in self.inner.values.iter().enumerate() {
+            self.inner.index.insert(v.key().clone(), Slot::Value(i));
+        }
+    }
+
+    fn reindex_errors(&mut self) {
+        for (i, e) in self.inner.errors.iter().enumerate() {
+            self.inner.index.insert(e.key().clone(), Slot::Error(i));
+        }
+    }
+
+    /// Removes a key entirely.
+    pub fn remove(&mut self, key: &ResourceKey) {
+        match self.inner.index.remove(key) {
+            Some(Slot::Value(i)) => {
+                self.inner.values.remove(i);
+                self.reindex_values();
+            }
+            Some(Slot::Error(i)) => {
+                self.inner.errors.remove(i);
+                self.reindex_errors();
+            }
+            None => {}
+        }
+    }
+
+    /// Adds a value (builder style).
+    #[must_use]
+    pub fn value(mut self, value: SnapshotValue) -> Self {
+        self.push_value(value);
+        self
+    }
+
+    /// Adds an error (builder style).
+    #[must_use]
+    pub fn error(mut self, error: ResourceError) -> Self {
+        self.push_error(error);
+        self
+    }
+
+    /// Attaches diagnostics.
+    #[must_use]
+    pub fn diagnostics(mut self, diagnostics: SnapshotDiagnostics) -> Self {
+        self.inner.diagnostics = Some(diagnostics);
+        self
+    }
+
+    /// Attaches caller metadata.
+    #[must_use]
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.inner.metadata = metadata;
+        self
+    }
+
+    /// Freezes the snapshot.
+    pub fn finish(self) -> Snapshot {
+        Snapshot(Arc::new(self.inner))
+    }
+}
