@@ -1,0 +1,102 @@
+//! Which worker slots were woken since they were last polled.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Wake, Waker};
+
+/// Slots whose futures asked to be polled again, in wake order, plus the
+/// waker of the task running the dispatch.
+#[derive(Debug, Default)]
+pub(super) struct ReadySlots {
+    state: Mutex<ReadyState>,
+}
+
+#[derive(Debug, Default)]
+struct ReadyState {
+    queue: Vec<usize>,
+    queued: Vec<bool>,
+    task: Option<Waker>,
+}
+
+impl ReadySlots {
+    /// A waker that marks `slot` ready and wakes the dispatching task.
+    pub(super) fn waker_for(self: &Arc<Self>, slot: usize) -> Waker {
+        Waker::from(Arc::new(SlotWaker {
+            slot,
+            ready: Arc::clone(self),
+        }))
+    }
+
+    /// Remembers the waker of the task polling the dispatch.
+    pub(super) fn register_task(&self, waker: &Waker) {
+        let mut state = self.lock();
+        if !state
+            .task
+            .as_ref()
+            .is_some_and(|task| task.will_wake(waker))
+        {
+            state.task = Some(waker.clone());
+        }
+    }
+
+    /// Marks `slot` ready; returns whether it was not already marked.
+    pub(super) fn mark(&self, slot: usize) -> bool {
+        self.lock().mark(slot)
+    }
+
+    /// Takes every slot marked ready so far, in the order they were marked.
+    pub(super) fn take(&self) -> Vec<usize> {
+        let mut state = self.lock();
+        let queue = std::mem::take(&mut state.queue);
+        for &slot in &queue {
+            state.queued[slot] = false;
+        }
+        queue
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ReadyState> {
+        // The state stays consistent even if a holder panicked: every update
+        // is a single push or flag write.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ReadyState {
+    fn mark(&mut self, slot: usize) -> bool {
+        if self.queued.len() <= slot {
+            self.queued.resize(slot + 1, false);
+        }
+        if self.queued[slot] {
+            return false;
+        }
+        self.queued[slot] = true;
+        self.queue.push(slot);
+        true
+    }
+}
+
+/// The waker handed to the future running in one slot.
+struct SlotWaker {
+    slot: usize,
+    ready: Arc<ReadySlots>,
+}
+
+impl Wake for SlotWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let task = {
+            let mut state = self.ready.lock();
+            if state.mark(self.slot) {
+                state.task.clone()
+            } else {
+                // Already queued: the task was woken when it was marked.
+                None
+            }
+        };
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The in-task worker pool behind the dispatch functions.
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use super::ready::ReadySlots;
+
+/// Runs the futures produced by `start` for each item, at most `max_workers`
+/// at a time, inside whichever task polls it.
+///
+/// Each running future lives in a slot with its own waker, so a wake-up only
+/// re-polls the futures that asked for it. Dropping the run drops every
+/// future still in flight.
+pub(super) struct BoundedRun<It, F, Fut> {
+    items: Option<It>,
+    start: F,
+    max_workers: usize,
+    slots: Vec<Option<InFlight<Fut>>>,
+    wakers: Vec<Waker>,
+    free: Vec<usize>,
+    ready: Arc<ReadySlots>,
+    next_index: usize,
+    in_flight: usize,
+}
+
+/// A started item: its position in the input and its future.
+struct InFlight<Fut> {
+    index: usize,
+    future: Pin<Box<Fut>>,
+}
+
+impl<It, F, Fut> BoundedRun<It, F, Fut>
+where
+    It: Iterator,
+    F: FnMut(It::Item) -> Fut,
+    Fut: Future,
+{
+    pub(super) fn new(items: It, max_workers: NonZeroUsize, start: F) -> Self {
+        Self {
+            items: Some(items),
+            start,
+            max_workers: max_workers.get(),
+            slots: Vec::new(),
+            wakers: Vec::new(),
+            free: Vec::new(),
+            ready: Arc::new(ReadySlots::default()),
+            next_index: 0,
+            in_flight: 0,
+        }
+    }
+
+    /// A lower bound on the number of items, for pre-sizing outputs.
+    pub(super) fn size_hint(&self) -> usize {
+        self.items.as_ref().map_or(0, |items| items.size_hint().0)
+    }
+
+    /// Drives the run until every item finished or `accept` rejects an output.
+    ///
+    /// `accept` receives each output with the input position of its item.
+    /// When it returns an error, no further item is taken from the input,
+    /// every future still in flight is dropped, and the error is returned.
+    pub(super) fn poll_run<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut accept: impl FnMut(usize, Fut::Output) -> Result<(), E>,
+    ) -> Poll<Result<(), E>> {
+        self.ready.register_task(cx.waker());
+        loop {
+            self.start_items();
+            let mut finished_any = false;
+            for slot in self.ready.take() {
+                let Some((index, output)) = self.poll_slot(slot) else {
+                    continue;
+                };
+                finished_any = true;
+                if let Err(error) = accept(index, output) {
+                    self.abort();
+                    return Poll::Ready(Err(error));
+                }
+            }
+            if self.in_flight == 0 && self.items.is_none() {
+                return Poll::Ready(Ok(()));
+            }
+            // A finished item freed a slot: start the next ones right away.
+            // Otherwise every in-flight future registered its waker.
+            if !finished_any {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Fills free slots with futures for the next items.
+    fn start_items(&mut self) {
+        while self.in_flight < self.max_workers {
+            let Some(item) = self.items.as_mut().and_then(Iterator::next) else {
+                self.items = None;
+                return;
+            };
+            let slot = self.free_slot();
+            self.slots[slot] = Some(InFlight {
+                index: self.next_index,
+                future: Box::pin((self.start)(item)),
+            });
+            self.next_index += 1;
+            self.in_flight += 1;
+            // A new future must be polled once to register its waker.
+            self.ready.mark(slot);
+        }
+    }
+
+    /// An empty slot, growing the pool up to `max_workers` slots on demand.
+    fn free_slot(&mut self) -> usize {
+        if let Some(slot) = self.free.pop() {
+            return slot;
+        }
+        let slot = self.slots.len();
+        self.slots.push(None);
+        self.wakers.push(self.ready.waker_for(slot));
+        slot
+    }
+
+    /// Polls the future in `slot`; on completion frees the slot and returns
+    /// the item's input position and output. Wake-ups of an empty slot (left
+    /// over from a finished future) are ignored, and a spurious poll of a
+    /// newer future in a reused slot is harmless.
+    fn poll_slot(&mut self, slot: usize) -> Option<(usize, Fut::Output)> {
+        let in_flight = self.slots.get_mut(slot)?.as_mut()?;
+        let mut cx = Context::from_waker(&self.wakers[slot]);
+        let Poll::Ready(output) = in_flight.future.as_mut().poll(&mut cx) else {
+            return None;
+        };
+        let index = in_flight.index;
+        self.slots[slot] = None;
+        self.free.push(slot);
+        self.in_flight -= 1;
+        Some((index, output))
+    }
+
+    /// Stops taking items and drops every future in flight.
+    fn abort(&mut self) {
+        self.items = None;
+        self.slots.clear();
+        self.wakers.clear();
+        self.free.clear();
+        self.in_flight = 0;
+    }
+}
