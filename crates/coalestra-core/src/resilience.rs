@@ -30,16 +30,14 @@ fn duration_from_secs(field: &'static str, secs: f64) -> Result<Duration, Config
     if secs < 0.0 {
         return Err(ConfigError::Negative { field });
     }
-    Duration::try_from_secs_f64(secs).map_err(|_| ConfigError::Invalid {
-        field,
-        reason: "is too large".to_owned(),
-    })
+    Duration::try_from_secs_f64(secs).map_err(|_| invalid(field, "is too large"))
 }
 
-/// Keeps the first error seen by a builder; later errors are ignored.
-fn keep_first(slot: &mut Option<ConfigError>, error: ConfigError) {
-    if slot.is_none() {
-        *slot = Some(error);
+/// A [`ConfigError::Invalid`] with a static reason.
+fn invalid(field: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.to_owned(),
     }
 }
 
@@ -65,22 +63,6 @@ impl RetryOn {
             Self::All => true,
             Self::Never => false,
         }
-    }
-
-    /// The lowercase name of this mode (`"transient"`, `"all"`, `"never"`).
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Transient => "transient",
-            Self::All => "all",
-            Self::Never => "never",
-        }
-    }
-}
-
-impl fmt::Display for RetryOn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -303,7 +285,7 @@ impl RetryPolicyBuilder {
     pub fn initial_backoff_secs(mut self, secs: f64) -> Self {
         match duration_from_secs("initial_backoff", secs) {
             Ok(value) => self.policy.initial_backoff = value,
-            Err(error) => keep_first(&mut self.error, error),
+            Err(error) => self.error = self.error.take().or(Some(error)),
         }
         self
     }
@@ -318,7 +300,7 @@ impl RetryPolicyBuilder {
     pub fn max_backoff_secs(mut self, secs: f64) -> Self {
         match duration_from_secs("max_backoff", secs) {
             Ok(value) => self.policy.max_backoff = value,
-            Err(error) => keep_first(&mut self.error, error),
+            Err(error) => self.error = self.error.take().or(Some(error)),
         }
         self
     }
@@ -352,42 +334,27 @@ impl RetryPolicyBuilder {
         if let Some(error) = self.error {
             return Err(error);
         }
-        let policy = self.policy;
-        if policy.max_attempts == 0 {
-            return Err(ConfigError::Zero {
+        let (policy, multiplier, jitter) = (self.policy, "multiplier", "jitter");
+        let error = if policy.max_attempts == 0 {
+            ConfigError::Zero {
                 field: "max_attempts",
-            });
-        }
-        if policy.max_backoff < policy.initial_backoff {
-            return Err(ConfigError::Invalid {
-                field: "max_backoff",
-                reason: "must not be less than initial_backoff".to_owned(),
-            });
-        }
-        if !policy.multiplier.is_finite() {
-            return Err(ConfigError::NotFinite {
-                field: "multiplier",
-            });
-        }
-        if policy.multiplier < 1.0 {
-            return Err(ConfigError::Invalid {
-                field: "multiplier",
-                reason: "must be at least 1".to_owned(),
-            });
-        }
-        if !policy.jitter.is_finite() {
-            return Err(ConfigError::NotFinite { field: "jitter" });
-        }
-        if policy.jitter < 0.0 {
-            return Err(ConfigError::Negative { field: "jitter" });
-        }
-        if policy.jitter > 1.0 {
-            return Err(ConfigError::Invalid {
-                field: "jitter",
-                reason: "must be at most 1".to_owned(),
-            });
-        }
-        Ok(policy)
+            }
+        } else if policy.max_backoff < policy.initial_backoff {
+            invalid("max_backoff", "must not be less than initial_backoff")
+        } else if !policy.multiplier.is_finite() {
+            ConfigError::NotFinite { field: multiplier }
+        } else if policy.multiplier < 1.0 {
+            invalid(multiplier, "must be at least 1")
+        } else if !policy.jitter.is_finite() {
+            ConfigError::NotFinite { field: jitter }
+        } else if policy.jitter < 0.0 {
+            ConfigError::Negative { field: jitter }
+        } else if policy.jitter > 1.0 {
+            invalid(jitter, "must be at most 1")
+        } else {
+            return Ok(policy);
+        };
+        Err(error)
     }
 }
 
@@ -586,7 +553,7 @@ impl CircuitBreakerPolicyBuilder {
     pub fn recovery_timeout_secs(mut self, secs: f64) -> Self {
         match duration_from_secs("recovery_timeout", secs) {
             Ok(value) => self.policy.recovery_timeout = value,
-            Err(error) => keep_first(&mut self.error, error),
+            Err(error) => self.error = self.error.take().or(Some(error)),
         }
         self
     }
@@ -630,19 +597,5 @@ impl ResiliencePolicy {
     #[must_use]
     pub const fn new(retry: RetryPolicy, circuit: CircuitBreakerPolicy) -> Self {
         Self { retry, circuit }
-    }
-
-    /// Returns a copy of this policy with a different retry policy.
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Returns a copy of this policy with a different circuit breaker policy.
-    #[must_use]
-    pub fn with_circuit(mut self, circuit: CircuitBreakerPolicy) -> Self {
-        self.circuit = circuit;
-        self
     }
 }
