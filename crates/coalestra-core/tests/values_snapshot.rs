@@ -1,0 +1,379 @@
+//! Payloads, snapshot values, snapshots, metadata and requests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coalestra_core::value::ValueParts;
+use coalestra_core::{
+    BuildOptions, Metadata, MetadataValue, Payload, ResourceError, ResourceKey, Snapshot,
+    SnapshotRequest, SnapshotValue, SourceError, SourceFailure, Timestamp, ValueError, Version,
+};
+
+fn key(text: &str) -> ResourceKey {
+    ResourceKey::parse(text).unwrap()
+}
+
+fn ts(secs: f64) -> Timestamp {
+    Timestamp::from_secs(secs)
+}
+
+fn value_of<T: std::any::Any + Send + Sync>(k: &str, payload: T, observed: f64) -> SnapshotValue {
+    SnapshotValue::from_parts(ValueParts::new(
+        key(k),
+        Payload::new(payload),
+        "rest",
+        ts(observed),
+    ))
+}
+
+fn failed(k: &str) -> ResourceError {
+    let failure = SourceFailure::new("rest", SourceError::unavailable("down"), 1);
+    ResourceError::unresolved(key(k), vec![failure])
+}
+
+#[test]
+fn payloads_give_typed_access_and_name_both_types_on_mismatch() {
+    let payload = Payload::new(42_i32);
+    assert_eq!(*payload.get::<i32>().unwrap(), 42);
+    assert!(payload.is::<i32>());
+    assert!(!payload.is::<i64>());
+    assert_eq!(payload.type_name(), "i32");
+    assert_eq!(*payload.get_arc::<i32>().unwrap(), 42);
+
+    let mismatch = payload.get::<String>().unwrap_err();
+    assert_eq!(mismatch.found, "i32");
+    assert!(
+        mismatch.expected.ends_with("String"),
+        "{}",
+        mismatch.expected
+    );
+    assert_eq!(mismatch.resource, None);
+    let message = mismatch.to_string();
+    assert!(
+        message.contains("i32") && message.contains("String"),
+        "{message}"
+    );
+    assert!(payload.get_arc::<Vec<u8>>().is_err());
+    assert_eq!(format!("{payload:?}"), "Payload<i32>");
+}
+
+#[test]
+fn payload_access_never_panics_whatever_type_is_asked() {
+    let payloads = [
+        Payload::new(()),
+        Payload::new("text".to_owned()),
+        Payload::new(vec![1_u8, 2]),
+        Payload::new(BTreeMap::<String, f64>::new()),
+    ];
+    for payload in &payloads {
+        let hits = [
+            payload.get::<()>().is_ok(),
+            payload.get::<String>().is_ok(),
+            payload.get::<Vec<u8>>().is_ok(),
+            payload.get::<BTreeMap<String, f64>>().is_ok(),
+            payload.get::<&str>().is_ok(),
+        ];
+        assert_eq!(hits.iter().filter(|hit| **hit).count(), 1, "{payload:?}");
+    }
+}
+
+#[test]
+fn payload_clones_share_one_allocation() {
+    let shared = Arc::new(vec![1, 2, 3]);
+    let payload = Payload::from_arc(shared.clone());
+    let clone = payload.clone();
+    assert!(payload.ptr_eq(&clone));
+    assert!(Arc::ptr_eq(
+        &payload.get_arc::<Vec<i32>>().unwrap(),
+        &shared
+    ));
+    assert!(!payload.ptr_eq(&Payload::new(vec![1, 2, 3])));
+}
+
+#[test]
+fn snapshot_values_expose_their_parts() {
+    let version = Version::from_raw(0xabc);
+    let dependency = (key("ns:dep"), Version::from_raw(7));
+    let mut parts = ValueParts::new(key("ns:k"), Payload::new(1.5_f64), "rest", ts(100.0));
+    parts.fetched_at = Some(ts(102.5));
+    parts.metadata = Metadata::new().with("transport", "test");
+    parts.authority_rank = 4;
+    parts.version = Some(version);
+    parts.dependency_versions = vec![dependency.clone()];
+    let value = SnapshotValue::from_parts(parts);
+
+    assert_eq!(value.key(), &key("ns:k"));
+    assert_eq!(*value.value::<f64>().unwrap(), 1.5);
+    assert_eq!(value.source(), "rest");
+    assert_eq!(value.observed_at(), ts(100.0));
+    assert_eq!(value.fetched_at(), ts(102.5));
+    assert_eq!(value.age(), Duration::from_millis(2_500));
+    assert_eq!(value.age_at(ts(110.0)), Duration::from_secs(10));
+    assert_eq!(value.age_at(ts(90.0)), Duration::ZERO, "never negative");
+    assert_eq!(
+        value
+            .metadata()
+            .get("transport")
+            .and_then(MetadataValue::as_str),
+        Some("test")
+    );
+    assert_eq!(value.authority_rank(), 4);
+    assert_eq!(value.version(), version);
+    assert_eq!(value.dependency_versions(), &[dependency]);
+    assert!(!value.is_stale() && !value.is_from_cache() && !value.is_coalesced());
+    assert_eq!(value.attempts(), 0);
+    assert_eq!(value.latency(), Duration::ZERO);
+
+    let mismatch = value.value::<String>().unwrap_err();
+    assert_eq!(mismatch.resource.as_deref(), Some("ns:k"));
+    assert!(
+        mismatch
+            .to_string()
+            .starts_with("resource ns:k contains f64"),
+        "{mismatch}"
+    );
+}
+
+#[test]
+fn defaults_fill_fetch_time_and_a_fresh_version() {
+    let a = value_of("ns:a", 1_u8, 50.0);
+    let b = value_of("ns:a", 1_u8, 50.0);
+    assert_eq!(a.fetched_at(), a.observed_at());
+    assert_eq!(a.age(), Duration::ZERO);
+    assert_ne!(
+        a.version(),
+        b.version(),
+        "every revision gets its own version"
+    );
+    assert_eq!(a.version().to_string().len(), 32);
+    assert!(!a.same_revision(&b));
+
+    let mut parts = ValueParts::new(key("ns:a"), Payload::new(()), "rest", ts(50.0));
+    parts.fetched_at = Some(ts(40.0));
+    assert_eq!(
+        SnapshotValue::from_parts(parts).age(),
+        Duration::ZERO,
+        "never negative"
+    );
+}
+
+#[test]
+fn a_cached_copy_keeps_the_revision_and_describes_the_cache_read() {
+    let fetched = value_of("ns:k", 9_u32, 100.0)
+        .with_call(ts(100.5), Duration::from_millis(30), 2)
+        .with_note("refresh", "scheduled");
+    assert_eq!(fetched.latency(), Duration::from_millis(30));
+    assert_eq!(fetched.attempts(), 2);
+    assert_eq!(
+        fetched
+            .notes()
+            .get("refresh")
+            .and_then(MetadataValue::as_str),
+        Some("scheduled")
+    );
+
+    let cached = fetched.as_cached(ts(104.0), true);
+    assert!(cached.is_from_cache());
+    assert!(cached.is_stale());
+    assert_eq!(cached.latency(), Duration::ZERO);
+    assert_eq!(cached.attempts(), 0);
+    assert_eq!(cached.fetched_at(), ts(104.0));
+    assert_eq!(cached.age(), Duration::from_secs(4));
+    assert_eq!(cached.version(), fetched.version());
+    assert!(cached.same_revision(&fetched));
+    assert!(cached.notes().is_empty(), "notes describe one read only");
+    assert!(cached.payload().ptr_eq(fetched.payload()));
+    assert!(!fetched.is_from_cache(), "the original read is unchanged");
+
+    let marked = cached
+        .clone()
+        .with_stale(false)
+        .with_coalesced(true)
+        .with_refresh_scheduled(true);
+    assert!(!marked.is_stale() && marked.is_coalesced() && marked.refresh_scheduled());
+    assert!(cached.is_stale() && !cached.is_coalesced());
+}
+
+fn mixed_snapshot() -> Snapshot {
+    Snapshot::parts("snap-1", ts(200.0))
+        .value(value_of("ns:z", 1_i32, 199.0))
+        .value(value_of("ns:a", "text".to_owned(), 199.0).with_stale(true))
+        .error(failed("ns:failed"))
+        .value(value_of("ns:m", 3_i32, 199.0))
+        .finish()
+}
+
+#[test]
+fn snapshots_answer_typed_lookups_and_tell_missing_failed_and_mistyped_apart() {
+    let s = mixed_snapshot();
+    assert_eq!(s.id(), "snap-1");
+    assert_eq!(s.created_at(), ts(200.0));
+    assert_eq!(*s.value::<i32>(&key("ns:z")).unwrap(), 1);
+    assert_eq!(
+        s.maybe_value::<String>(&key("ns:a")).map(String::as_str),
+        Some("text")
+    );
+    assert!(s.get(&key("ns:m")).is_some());
+    assert!(s.contains(&key("ns:m")));
+
+    let missing = s.value::<i32>(&key("ns:absent")).unwrap_err();
+    assert!(missing.is_missing(), "{missing}");
+    assert!(
+        missing.to_string().contains("not in the snapshot"),
+        "{missing}"
+    );
+    let failure = s.value::<i32>(&key("ns:failed")).unwrap_err();
+    assert!(matches!(failure, ValueError::Failed(ref e) if e.key() == &key("ns:failed")));
+    assert!(!failure.is_missing() && !failure.is_type_mismatch());
+    let mistyped = s.value::<String>(&key("ns:z")).unwrap_err();
+    assert!(mistyped.is_type_mismatch(), "{mistyped}");
+
+    assert_eq!(s.maybe_value::<i32>(&key("ns:absent")), None);
+    assert_eq!(s.maybe_value::<i32>(&key("ns:failed")), None);
+    assert_eq!(s.maybe_value::<String>(&key("ns:z")), None);
+    assert!(s.get(&key("ns:failed")).is_none());
+    assert!(!s.contains(&key("ns:failed")));
+    assert!(s.error(&key("ns:failed")).is_some());
+    assert!(s.error(&key("ns:z")).is_none());
+    assert!(s.error(&key("ns:absent")).is_none());
+}
+
+#[test]
+fn snapshots_keep_insertion_order_and_report_stale_keys_and_completeness() {
+    let s = mixed_snapshot();
+    let keys: Vec<String> = s.keys().map(ToString::to_string).collect();
+    assert_eq!(keys, ["ns:z", "ns:a", "ns:m"], "request order, not sorted");
+    assert_eq!(s.values().len(), 3);
+    assert_eq!(s.len(), 3);
+    assert!(!s.is_empty());
+    assert_eq!(
+        s.stale_keys().cloned().collect::<Vec<_>>(),
+        vec![key("ns:a")]
+    );
+    assert!(!s.is_complete());
+    assert_eq!(s.errors().len(), 1);
+
+    let empty = Snapshot::parts("e", ts(0.0)).finish();
+    assert!(empty.is_empty() && empty.is_complete());
+    assert!(empty.diagnostics().is_none());
+}
+
+#[test]
+fn a_later_entry_for_a_key_replaces_the_earlier_one() {
+    let mut parts = mixed_snapshot().to_parts();
+    parts.push_value(value_of("ns:failed", 5_i32, 199.0));
+    let recovered = parts.finish();
+    assert!(recovered.is_complete(), "the value replaced the error");
+    assert_eq!(*recovered.value::<i32>(&key("ns:failed")).unwrap(), 5);
+
+    let mut parts = recovered.to_parts();
+    parts.push_value(value_of("ns:z", 10_i32, 199.5));
+    parts.push_error(failed("ns:a"));
+    let changed = parts.finish();
+    let keys: Vec<String> = changed.keys().map(ToString::to_string).collect();
+    assert_eq!(keys, ["ns:z", "ns:m", "ns:failed"]);
+    assert_eq!(
+        *changed.value::<i32>(&key("ns:z")).unwrap(),
+        10,
+        "replaced in place"
+    );
+    assert!(changed.error(&key("ns:a")).is_some());
+    assert!(changed.stale_keys().next().is_none());
+    assert_eq!(
+        *changed.value::<i32>(&key("ns:m")).unwrap(),
+        3,
+        "index rebuilt"
+    );
+
+    let mut parts = changed.to_parts();
+    parts.remove(&key("ns:m"));
+    parts.remove(&key("ns:a"));
+    let trimmed = parts.finish();
+    assert!(trimmed.value::<i32>(&key("ns:m")).unwrap_err().is_missing());
+    assert_eq!(*trimmed.value::<i32>(&key("ns:failed")).unwrap(), 5);
+    assert!(trimmed.is_complete());
+    assert_eq!(
+        *recovered.value::<i32>(&key("ns:z")).unwrap(),
+        1,
+        "snapshots are immutable"
+    );
+}
+
+#[test]
+fn metadata_changes_produce_new_maps() {
+    let original = Metadata::new().with("transport", "test");
+    let changed = original.with("attempt", 2_i64).with("transport", "grpc");
+    assert_eq!(original.len(), 1);
+    assert_eq!(
+        original.get("transport").and_then(MetadataValue::as_str),
+        Some("test")
+    );
+    assert_eq!(
+        changed.get("transport").and_then(MetadataValue::as_str),
+        Some("grpc")
+    );
+    assert_eq!(
+        changed.get("attempt").and_then(MetadataValue::as_f64),
+        Some(2.0)
+    );
+    let names: Vec<&str> = changed.iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["attempt", "transport"], "name order");
+
+    let merged = original.merged(&Metadata::from_iter([("skew", 0.5_f64)]));
+    assert_eq!(merged.len(), 2);
+    assert_eq!(original.len(), 1);
+    assert!(Metadata::new().is_empty());
+    assert_eq!(
+        Metadata::from_iter(Vec::<(&str, bool)>::new()),
+        Metadata::new()
+    );
+    assert_eq!(MetadataValue::from(true).as_bool(), Some(true));
+    assert_eq!(MetadataValue::from("x").to_string(), "x");
+    assert_eq!(MetadataValue::from(1.5).as_str(), None);
+}
+
+#[test]
+fn requests_reject_overlap_and_emptiness_and_drop_duplicates_in_order() {
+    let (a, b, c) = (key("ns:a"), key("ns:b"), key("ns:c"));
+    let request =
+        SnapshotRequest::new([b.clone(), a.clone(), b.clone()], [c.clone(), c.clone()]).unwrap();
+    assert_eq!(request.required_keys(), &[b.clone(), a.clone()]);
+    assert_eq!(request.optional_keys(), std::slice::from_ref(&c));
+    assert_eq!(
+        request.keys().cloned().collect::<Vec<_>>(),
+        vec![b.clone(), a.clone(), c.clone()]
+    );
+    assert!(request.is_required(&a));
+    assert!(!request.is_required(&c));
+
+    let overlap = SnapshotRequest::new([a.clone()], [b.clone(), a.clone()]).unwrap_err();
+    assert!(
+        overlap.to_string().contains("both required and optional"),
+        "{overlap}"
+    );
+    let empty = SnapshotRequest::required([]).unwrap_err();
+    assert!(
+        empty.to_string().contains("at least one resource key"),
+        "{empty}"
+    );
+    assert!(
+        SnapshotRequest::new([], [c]).is_ok(),
+        "optional-only is a request"
+    );
+}
+
+#[test]
+fn build_options_default_to_strict_without_deadline() {
+    let options = BuildOptions::new();
+    assert!(options.strict);
+    assert_eq!(options.deadline, None);
+    assert_eq!(options.snapshot_id, None);
+    let custom = options
+        .deadline(Duration::from_secs(2))
+        .snapshot_id("s-9")
+        .strict(false);
+    assert_eq!(custom.deadline, Some(Duration::from_secs(2)));
+    assert_eq!(custom.snapshot_id.as_deref(), Some("s-9"));
+    assert!(!custom.strict);
+}
