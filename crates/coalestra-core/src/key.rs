@@ -514,7 +514,7 @@ impl Hasher for KeyHasher {
         }
     }
     fn write_u64(&mut self, value: u64) {
-        self.0 = value;
+        self.0 = (self.0.rotate_left(26) ^ value).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 

@@ -60,4 +60,4 @@ pub use snapshot::{Snapshot, SnapshotParts};
 pub use source::{
     BatchOutput, BatchSource, DerivedSource, Execution, Source, SourceInfo, SourceOutput, SourceRef,
 };
-pub use value::{SnapshotValue, Version};
+pub use value::{SnapshotValue, ValueParts, Version};

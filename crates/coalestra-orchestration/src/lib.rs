@@ -1,3 +1,33 @@
-//! `coalestra-orchestration`: filled in by its issue.
+//! The acquisition engine of Coalestra: [`SnapshotBuilder`].
+//!
+//! A build resolves every requested key through, in order: one batch cache
+//! read with the key's freshness policy, a single-flight reservation shared
+//! by every build of the builder, then the sources in descending priority
+//! (single, batch, derived). Fresh results are written back through the
+//! cache's atomic authority-aware write. Shared fetches run detached from the
+//! caller, so cancelling one caller never cancels work others wait for.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod attempt;
+mod builder;
+mod catalog;
+mod chain;
+mod config;
+mod derive;
+mod emit;
+mod engine;
+mod flight;
+mod invoke;
+mod job;
+mod refresh;
+mod resolve;
+mod revalidate;
+mod session;
+mod stats;
+mod tasks;
+
+pub use builder::SnapshotBuilder;
+pub use config::{BuilderConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_SUPPORT_CACHE_ENTRIES};
+pub use revalidate::RevalidateOptions;
+pub use session::{ResolveOptions, SessionOptions, SnapshotSession};

@@ -1,0 +1,293 @@
+//! [`SnapshotBuilder`]: the long-lived entry point that builds snapshots.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use coalestra_cache::{PublisherConfig, ResourcePublisher};
+use coalestra_concurrency::CapacitySnapshot;
+use coalestra_core::{
+    BuildError, BuildErrorKind, BuildOptions, CoalestraError, ConfigError, Event, FetchContext,
+    ResourceKey, Snapshot, SnapshotCache, SnapshotRequest, SourceRef, Timestamp, Version,
+};
+use coalestra_resilience::CircuitState;
+use tokio::time::Instant;
+
+use crate::config::BuilderConfig;
+use crate::engine::Engine;
+use crate::job::Job;
+use crate::session::{SessionOptions, SnapshotSession};
+
+/// Builds consistent, immutable snapshots from prioritized sources.
+///
+/// One builder is shared by a whole application: clones share the cache,
+/// the capacity limits, the circuit breakers and the single-flight table.
+///
+/// ```
+/// use coalestra_core::{FnSource, ResourceKey, SourceOutput};
+/// use coalestra_orchestration::SnapshotBuilder;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let rest = FnSource::new("rest", |key: ResourceKey, _ctx| async move {
+///     Ok(SourceOutput::new(format!("{} from rest", key.subject())))
+/// });
+/// let builder = SnapshotBuilder::builder([rest.into()]).build()?;
+/// let key = ResourceKey::new("market", "price", "BTCUSDT")?;
+/// let snapshot = builder.build([key.clone()]).await?;
+/// assert_eq!(snapshot.value::<String>(&key)?, "BTCUSDT from rest");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SnapshotBuilder {
+    engine: Arc<Engine>,
+}
+
+impl std::fmt::Debug for SnapshotBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotBuilder")
+            .field("sources", &self.engine.catalog.names().collect::<Vec<_>>())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random snapshot identity.
+pub(crate) fn new_snapshot_id() -> Arc<str> {
+    Version::next().to_string()[16..].into()
+}
+
+impl SnapshotBuilder {
+    /// Starts configuring a builder over `sources`.
+    pub fn builder<I>(sources: I) -> BuilderConfig
+    where
+        I: IntoIterator<Item = SourceRef>,
+    {
+        BuilderConfig::new(sources.into_iter().collect())
+    }
+
+    pub(crate) fn from_engine(engine: Arc<Engine>) -> Self {
+        Self { engine }
+    }
+
+    /// Builds a strict snapshot of `keys`: any failure fails the build.
+    pub async fn build<I>(&self, keys: I) -> Result<Snapshot, CoalestraError>
+    where
+        I: IntoIterator<Item = ResourceKey>,
+    {
+        self.build_with(keys, BuildOptions::default()).await
+    }
+
+    /// Builds a snapshot of `keys` (all required) with options.
+    pub async fn build_with<I>(
+        &self,
+        keys: I,
+        options: BuildOptions,
+    ) -> Result<Snapshot, CoalestraError>
+    where
+        I: IntoIterator<Item = ResourceKey>,
+    {
+        let request = SnapshotRequest::required(keys).map_err(|_| {
+            CoalestraError::InvalidRequest("at least one resource key is required".into())
+        })?;
+        self.build_request(&request, options).await
+    }
+
+    /// Builds a snapshot of a request: only required failures fail a strict
+    /// build; the error carries the partial snapshot.
+    pub async fn build_request(
+        &self,
+        request: &SnapshotRequest,
+        options: BuildOptions,
+    ) -> Result<Snapshot, CoalestraError> {
+        let engine = &self.engine;
+        if engine.is_closed() {
+            return Err(CoalestraError::Closed("snapshot builder"));
+        }
+        let started = Instant::now();
+        let job = Arc::new(self.new_job(&options, started)?);
+        let keys: Vec<ResourceKey> = request.keys().cloned().collect();
+        let outcomes = engine.resolve(&keys, &job, &[]).await?;
+        let mut parts = Snapshot::parts(job.ctx.snapshot_id.clone(), job.ctx.requested_at)
+            .metadata(job.ctx.metadata.clone());
+        parts.reserve(keys.len());
+        let mut required_errors = Vec::new();
+        let mut resolved = 0u64;
+        let mut oldest: Option<Timestamp> = None;
+        let mut newest: Option<Timestamp> = None;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Ok(value) => {
+                    resolved += 1;
+                    let at = value.observed_at();
+                    oldest = Some(oldest.map_or(at, |o| if at < o { at } else { o }));
+                    newest = Some(newest.map_or(at, |n| if at > n { at } else { n }));
+                    parts.push_value(value);
+                }
+                Err(error) => {
+                    if i < request.required_keys().len() {
+                        required_errors.push(error.clone());
+                    }
+                    parts.push_error(error);
+                }
+            }
+        }
+        let mut diagnostics = job.stats.diagnostics();
+        diagnostics.requested_resources = keys.len() as u64;
+        diagnostics.resolved_resources = resolved;
+        diagnostics.failed_resources = keys.len() as u64 - resolved;
+        diagnostics.duration = started.elapsed();
+        if let (Some(o), Some(n)) = (oldest, newest) {
+            diagnostics.observation_skew = n.saturating_since(o);
+        }
+        let snapshot = parts.diagnostics(diagnostics).finish();
+        let failed = !required_errors.is_empty() && options.strict;
+        let status = if failed || !snapshot.is_complete() {
+            "error"
+        } else {
+            "success"
+        };
+        engine
+            .emit
+            .count("snapshot_build_total", &[("status", status)]);
+        engine.emit.event(|| {
+            Event::new("snapshot_built")
+                .field("snapshot_id", snapshot.id())
+                .field("resources", keys.len() as i64)
+                .field("resolved", resolved as i64)
+                .field("failed", (keys.len() as u64 - resolved) as i64)
+                .field("build_failed", failed)
+                .field("strict", options.strict)
+        });
+        if failed {
+            let partial = (!job.expired()).then_some(snapshot);
+            return Err(
+                BuildError::new(BuildErrorKind::Resolution, required_errors, partial).into(),
+            );
+        }
+        Ok(snapshot)
+    }
+
+    pub(crate) fn new_job(
+        &self,
+        options: &BuildOptions,
+        started: Instant,
+    ) -> Result<Job, CoalestraError> {
+        let engine = &self.engine;
+        let now = engine.clock.now();
+        let id = options.snapshot_id.clone().unwrap_or_else(new_snapshot_id);
+        let mut ctx = FetchContext::new(id, now).with_metadata(options.metadata.clone());
+        let deadline = match options.deadline {
+            Some(d) if d.is_zero() => {
+                return Err(ConfigError::invalid("deadline", "must be positive").into())
+            }
+            Some(d) => {
+                let at = started + d;
+                ctx = ctx.with_deadline(at.into_std(), now + d);
+                Some(at)
+            }
+            None => None,
+        };
+        Ok(Job::new(ctx, deadline))
+    }
+
+    /// Opens a multi-stage session sharing this builder's capacity, circuits
+    /// and single-flight table.
+    pub fn session(&self, options: SessionOptions) -> Result<SnapshotSession, CoalestraError> {
+        SnapshotSession::open(Arc::clone(&self.engine), options)
+    }
+
+    /// A publisher writing into this builder's cache with the builder's
+    /// clock, authority, observation and freshness rules and sinks.
+    pub fn publisher(&self) -> ResourcePublisher {
+        let e = &self.engine;
+        let config = PublisherConfig {
+            clock: Arc::clone(&e.clock),
+            authority: e.authority.clone(),
+            observation: e.observation,
+            policies: e.policies.clone(),
+            events: Arc::clone(e.emit.events()),
+            metrics: Arc::clone(e.emit.metrics()),
+            max_pending_tasks: e.max_pending,
+        };
+        ResourcePublisher::new(Arc::clone(&e.cache), config)
+    }
+
+    /// The cache shared by builds and publications.
+    pub fn cache(&self) -> &Arc<dyn SnapshotCache> {
+        &self.engine.cache
+    }
+
+    /// Waits until no background refresh is pending.
+    pub async fn wait_for_refreshes(&self) {
+        self.engine.refreshes.wait().await;
+    }
+
+    /// Closes the builder: new builds fail with a closed error; pending
+    /// refreshes and in-flight shared work are awaited. Idempotent.
+    pub async fn close(&self) {
+        self.engine.closed.store(true, Ordering::Release);
+        self.engine.refreshes.wait().await;
+        self.engine.tasks.wait_idle().await;
+    }
+
+    /// Whether the builder is closed.
+    pub fn is_closed(&self) -> bool {
+        self.engine.is_closed()
+    }
+
+    /// Keys currently being fetched.
+    pub fn in_flight(&self) -> usize {
+        self.engine.flights.len()
+    }
+
+    /// Background refreshes pending.
+    pub fn background_refreshes(&self) -> usize {
+        self.engine.refreshes.len()
+    }
+
+    /// Spawned tasks still running (shared fetches and refreshes).
+    pub fn active_tasks(&self) -> usize {
+        self.engine.tasks.active()
+    }
+
+    /// Capacity limits, use and waiters.
+    pub fn capacity(&self) -> CapacitySnapshot {
+        self.engine.capacity.snapshot()
+    }
+
+    /// Circuit states by identity.
+    pub fn circuits(&self) -> BTreeMap<String, CircuitState> {
+        self.engine.breakers.snapshot()
+    }
+
+    /// Resets circuits of one source, or all.
+    pub fn reset_circuits(&self, source: Option<&str>) {
+        self.engine.breakers.reset(source);
+    }
+
+    /// Entries in the `supports` answer cache.
+    pub fn support_cache_entries(&self) -> usize {
+        self.engine.catalog.support_cache_entries()
+    }
+
+    /// Empties the `supports` answer cache.
+    pub fn clear_support_cache(&self) {
+        self.engine.catalog.clear_support_cache();
+    }
+
+    /// Source names in the order they are tried.
+    pub fn source_names(&self) -> Vec<String> {
+        self.engine.catalog.names().map(str::to_owned).collect()
+    }
+
+    /// Cumulative (queue timeouts, source timeouts, deadlines exceeded).
+    pub fn timeout_counts(&self) -> (u64, u64, u64) {
+        let h = &self.engine.health;
+        (
+            h.queue_timeouts.load(Ordering::Relaxed),
+            h.source_timeouts.load(Ordering::Relaxed),
+            h.deadlines.load(Ordering::Relaxed),
+        )
+    }
+}

@@ -1,0 +1,223 @@
+//! The source chain: every unresolved key goes through the sources in
+//! descending priority until one returns a fresh value.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use coalestra_concurrency::dispatch_bounded;
+use coalestra_core::{
+    CacheWrite, ResourceError, ResourceKey, SnapshotValue, SourceFailure, SourceRef, WriteOutcome,
+};
+
+use crate::attempt::KeyAttempt;
+use crate::catalog::SourceEntry;
+use crate::engine::Engine;
+use crate::flight::Outcome;
+use crate::job::Job;
+use crate::stats::BuildStats;
+
+#[derive(Default)]
+struct KeyState {
+    value: Option<SnapshotValue>,
+    outcome: Option<Outcome>,
+    failures: Vec<SourceFailure>,
+    candidate: Option<SnapshotValue>,
+    delegated: Option<Arc<crate::flight::Flight>>,
+}
+
+impl KeyState {
+    fn open(&self) -> bool {
+        self.value.is_none() && self.outcome.is_none() && self.delegated.is_none()
+    }
+
+    fn absorb(&mut self, attempt: KeyAttempt) {
+        match attempt {
+            KeyAttempt::Fresh(v) => self.value = Some(v),
+            KeyAttempt::Stale(v, failure) => {
+                self.failures.push(failure);
+                let newer = self
+                    .candidate
+                    .as_ref()
+                    .is_none_or(|c| v.observed_at() > c.observed_at());
+                if newer {
+                    self.candidate = Some(v);
+                }
+            }
+            KeyAttempt::Failed(failure) => self.failures.push(failure),
+        }
+    }
+}
+
+impl Engine {
+    fn workers_for(&self, entry: &SourceEntry) -> NonZeroUsize {
+        let mut n = self.max_pending.min(self.capacity.max_concurrency());
+        if let Some(limit) = self.capacity.source_limit(&entry.name) {
+            n = n.min(limit);
+        }
+        n
+    }
+
+    /// Runs the chain for `keys` and writes fresh results to the cache.
+    pub(crate) async fn run_chain(
+        self: &Arc<Self>,
+        keys: &[ResourceKey],
+        job: &Arc<Job>,
+        path: &[ResourceKey],
+    ) -> Vec<Outcome> {
+        let mut states: Vec<KeyState> = keys.iter().map(|_| KeyState::default()).collect();
+        for entry in self.catalog.entries() {
+            if path.is_empty() {
+                for (state, key) in states.iter_mut().zip(keys) {
+                    if state.open() {
+                        match job.tree.delegated(key) {
+                            Some(Ok(outcome)) => state.outcome = Some(outcome),
+                            Some(Err(flight)) => state.delegated = Some(flight),
+                            None => {}
+                        }
+                    }
+                }
+            }
+            let supported: Vec<usize> = (0..keys.len())
+                .filter(|&i| states[i].open() && self.catalog.supports(entry, &keys[i], &job.stats))
+                .collect();
+            if supported.is_empty() {
+                continue;
+            }
+            match &entry.source {
+                SourceRef::Single(source) => {
+                    let results =
+                        dispatch_bounded(supported.iter().copied(), self.max_pending, |i| {
+                            let key = &keys[i];
+                            async move { (i, self.attempt_single(entry, source, key, job).await) }
+                        })
+                        .await;
+                    for (i, attempt) in results {
+                        states[i].absorb(attempt);
+                    }
+                }
+                SourceRef::Batch(source) => {
+                    let size = source
+                        .max_batch_size()
+                        .map_or(supported.len(), NonZeroUsize::get)
+                        .max(1);
+                    let chunks: Vec<Vec<usize>> =
+                        supported.chunks(size).map(<[usize]>::to_vec).collect();
+                    let results = dispatch_bounded(chunks, self.workers_for(entry), |chunk| {
+                        let chunk_keys: Vec<ResourceKey> =
+                            chunk.iter().map(|&i| keys[i].clone()).collect();
+                        async move {
+                            (
+                                chunk,
+                                self.attempt_batch(entry, source, chunk_keys, job).await,
+                            )
+                        }
+                    })
+                    .await;
+                    for (chunk, attempts) in results {
+                        for (key, attempt) in attempts {
+                            if let Some(&i) = chunk.iter().find(|&&i| keys[i] == key) {
+                                states[i].absorb(attempt);
+                            }
+                        }
+                    }
+                }
+                SourceRef::Derived(source) => {
+                    let results = dispatch_bounded(supported.iter().copied(), self.max_pending, |i| {
+                        let key = &keys[i];
+                        async move { (i, self.attempt_derived(entry, source, key, job, path).await) }
+                    })
+                    .await;
+                    for (i, attempt) in results {
+                        states[i].absorb(attempt);
+                    }
+                }
+                _ => {}
+            }
+            // Publish fresh values to the job's tree at once, so dependencies
+            // requested by later levels reuse them.
+            for &i in &supported {
+                if let Some(value) = &states[i].value {
+                    job.tree.finish(&keys[i], &Ok(value.clone()));
+                }
+            }
+        }
+        for state in &mut states {
+            if let Some(flight) = state.delegated.take() {
+                state.outcome = Some(flight.wait().await);
+            }
+        }
+        // Stale candidates stand in when nothing fresh came back.
+        for (state, key) in states.iter_mut().zip(keys) {
+            if state.value.is_none() && state.outcome.is_none() {
+                if let Some(candidate) = state.candidate.take() {
+                    let policy = self.policies.resolve(key);
+                    if policy.allow_stale_on_error() && policy.is_usable(candidate.age()) {
+                        BuildStats::bump(&job.stats.stale_values);
+                        state.value = Some(candidate);
+                    }
+                }
+            }
+        }
+        self.write_back(keys, &mut states, job).await;
+        let mut outcomes = Vec::with_capacity(keys.len());
+        for (state, key) in states.into_iter().zip(keys) {
+            let outcome = match (state.outcome, state.value) {
+                (Some(outcome), _) => outcome,
+                (None, Some(value)) => Ok(value),
+                (None, None) => Err(ResourceError::unresolved(key.clone(), state.failures)),
+            };
+            job.tree.finish(key, &outcome);
+            outcomes.push(outcome);
+        }
+        outcomes
+    }
+
+    /// Writes resolved values to the cache in one batch and adopts a
+    /// higher-authority revision that landed meanwhile.
+    async fn write_back(&self, keys: &[ResourceKey], states: &mut [KeyState], job: &Job) {
+        let mut indices = Vec::new();
+        let mut writes = Vec::new();
+        for (i, state) in states.iter().enumerate() {
+            if let Some(value) = &state.value {
+                if job.refresh && value.is_stale() {
+                    continue;
+                }
+                let policy = self.policies.resolve(&keys[i]);
+                if policy.max_stale().is_zero() {
+                    continue;
+                }
+                indices.push(i);
+                writes.push(CacheWrite::new(value.clone()));
+            }
+        }
+        if writes.is_empty() {
+            return;
+        }
+        let write = self.cache.write_many(writes);
+        let results = match job.deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, write).await {
+                Ok(r) => r,
+                Err(_) => return,
+            },
+            None => write.await,
+        };
+        BuildStats::bump(&job.stats.cache_batch_writes);
+        let Ok(results) = results else { return };
+        let now = self.clock.now();
+        for (i, result) in indices.into_iter().zip(results) {
+            if result.outcome == WriteOutcome::IgnoredLowerAuthority {
+                if let Some(own) = states[i].value.take() {
+                    let stale = !self
+                        .policies
+                        .resolve(&keys[i])
+                        .is_fresh(result.current.age_at(now));
+                    let winner = result
+                        .current
+                        .as_cached(now, stale)
+                        .with_note("superseded_source", own.source());
+                    states[i].value = Some(winner);
+                }
+            }
+        }
+    }
+}

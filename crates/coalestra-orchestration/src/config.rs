@@ -1,0 +1,211 @@
+//! [`BuilderConfig`]: every option of a [`SnapshotBuilder`], validated once by
+//! [`BuilderConfig::build`].
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use coalestra_cache::MemoryCache;
+use coalestra_concurrency::{CapacityConfig, CapacityController};
+use coalestra_core::{
+    AuthorityResolver, ConfigError, EventSink, FreshnessPolicy, MetricsSink, NullSink,
+    ObservationPolicy, PolicyResolver, ResiliencePolicy, SharedClock, SnapshotCache, SourceRef,
+    SystemClock,
+};
+use coalestra_resilience::{CircuitBreakers, ResilienceResolver};
+
+use crate::builder::SnapshotBuilder;
+use crate::catalog::SourceCatalog;
+use crate::emit::Emitter;
+use crate::engine::{Engine, HealthCounters};
+
+/// The default builder-wide concurrency limit.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
+/// The default bound of the `supports` answer cache.
+pub const DEFAULT_SUPPORT_CACHE_ENTRIES: usize = 100_000;
+
+/// Options of a [`SnapshotBuilder`]; start with [`SnapshotBuilder::builder`].
+#[must_use]
+pub struct BuilderConfig {
+    sources: Vec<SourceRef>,
+    cache: Option<Arc<dyn SnapshotCache>>,
+    clock: SharedClock,
+    policies: PolicyResolver,
+    observation: ObservationPolicy,
+    authority: AuthorityResolver,
+    max_concurrency: usize,
+    max_pending_tasks: Option<usize>,
+    source_limits: HashMap<String, usize>,
+    default_resilience: ResiliencePolicy,
+    source_resilience: Vec<(String, ResiliencePolicy)>,
+    support_cache: Option<usize>,
+    events: Arc<dyn EventSink>,
+    metrics: Arc<dyn MetricsSink>,
+}
+
+impl BuilderConfig {
+    pub(crate) fn new(sources: Vec<SourceRef>) -> Self {
+        Self {
+            sources,
+            cache: None,
+            clock: Arc::new(SystemClock),
+            policies: PolicyResolver::default(),
+            observation: ObservationPolicy::default(),
+            authority: AuthorityResolver::default(),
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            max_pending_tasks: None,
+            source_limits: HashMap::new(),
+            default_resilience: ResiliencePolicy::default(),
+            source_resilience: Vec::new(),
+            support_cache: Some(DEFAULT_SUPPORT_CACHE_ENTRIES),
+            events: Arc::new(NullSink),
+            metrics: Arc::new(NullSink),
+        }
+    }
+
+    /// Adds a source.
+    pub fn source(mut self, source: impl Into<SourceRef>) -> Self {
+        self.sources.push(source.into());
+        self
+    }
+    /// Uses a cache other than the default bounded [`MemoryCache`].
+    pub fn cache(mut self, cache: Arc<dyn SnapshotCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+    /// Uses another wall clock (observation times, freshness).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+    /// Sets the default freshness policy.
+    pub fn default_policy(mut self, policy: FreshnessPolicy) -> Self {
+        self.policies = PolicyResolver::new(policy);
+        self
+    }
+    /// Sets the freshness policy resolver.
+    pub fn policies(mut self, policies: PolicyResolver) -> Self {
+        self.policies = policies;
+        self
+    }
+    /// Sets the observation policy.
+    pub fn observation(mut self, policy: ObservationPolicy) -> Self {
+        self.observation = policy;
+        self
+    }
+    /// Sets the source authority rules.
+    pub fn authority(mut self, authority: AuthorityResolver) -> Self {
+        self.authority = authority;
+        self
+    }
+    /// Sets the builder-wide concurrency limit (default 8).
+    pub fn max_concurrency(mut self, limit: usize) -> Self {
+        self.max_concurrency = limit;
+        self
+    }
+    /// Sets the number of workers dispatching keys of one source attempt
+    /// (default: `max_concurrency`).
+    pub fn max_pending_tasks(mut self, limit: usize) -> Self {
+        self.max_pending_tasks = Some(limit);
+        self
+    }
+    /// Limits one source's concurrency (overrides the source's declaration).
+    pub fn source_concurrency(mut self, source: &str, limit: usize) -> Self {
+        self.source_limits.insert(source.to_owned(), limit);
+        self
+    }
+    /// Sets the default resilience policy.
+    pub fn resilience(mut self, policy: ResiliencePolicy) -> Self {
+        self.default_resilience = policy;
+        self
+    }
+    /// Overrides one source's resilience policy.
+    pub fn source_resilience(mut self, source: &str, policy: ResiliencePolicy) -> Self {
+        self.source_resilience.push((source.to_owned(), policy));
+        self
+    }
+    /// Bounds (or with `None` disables) the cache of `supports` answers.
+    pub fn support_cache(mut self, max_entries: Option<usize>) -> Self {
+        self.support_cache = max_entries;
+        self
+    }
+    /// Sets the event sink.
+    pub fn events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = sink;
+        self
+    }
+    /// Sets the metrics sink.
+    pub fn metrics(mut self, sink: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = sink;
+        self
+    }
+
+    /// Validates everything and creates the builder.
+    pub fn build(self) -> Result<SnapshotBuilder, ConfigError> {
+        let max_concurrency = NonZeroUsize::new(self.max_concurrency).ok_or(ConfigError::Zero {
+            field: "max_concurrency",
+        })?;
+        let max_pending = match self.max_pending_tasks {
+            None => max_concurrency,
+            Some(n) => NonZeroUsize::new(n).ok_or(ConfigError::Zero {
+                field: "max_pending_tasks",
+            })?,
+        };
+        if self.support_cache == Some(0) {
+            return Err(ConfigError::Zero {
+                field: "support_cache",
+            });
+        }
+        let mut resolver = ResilienceResolver::builder().default_policy(self.default_resilience);
+        for (name, policy) in self.source_resilience {
+            resolver = resolver.override_source(name, policy);
+        }
+        let resolver = resolver.build()?;
+        let catalog = SourceCatalog::new(self.sources, &resolver, self.support_cache)?;
+        let mut capacity = CapacityConfig::new(max_concurrency);
+        for entry in catalog.entries() {
+            if let Some(limit) = entry.source.info().max_concurrency() {
+                capacity = capacity.with_source_limit(&*entry.name, limit);
+            }
+        }
+        for (name, limit) in self.source_limits {
+            if !catalog.names().any(|n| n == name) {
+                return Err(ConfigError::invalid(
+                    "source_concurrency",
+                    format!("unknown source {name:?}"),
+                ));
+            }
+            let limit = NonZeroUsize::new(limit).ok_or(ConfigError::Zero {
+                field: "source_concurrency",
+            })?;
+            capacity = capacity.with_source_limit(name, limit);
+        }
+        let capacity = CapacityController::new(capacity)
+            .map_err(|e| ConfigError::invalid("max_concurrency", e.to_string()))?;
+        let cache: Arc<dyn SnapshotCache> = match self.cache {
+            Some(cache) => cache,
+            None => Arc::new(MemoryCache::new()),
+        };
+        let cache_validates_deps = cache.validates_dependency_versions();
+        let engine = Engine {
+            catalog,
+            cache,
+            cache_validates_deps,
+            clock: self.clock,
+            policies: self.policies,
+            authority: self.authority,
+            observation: self.observation,
+            capacity,
+            breakers: CircuitBreakers::new(),
+            max_pending,
+            flights: Default::default(),
+            refreshes: Default::default(),
+            tasks: Default::default(),
+            emit: Emitter::new(self.events, self.metrics),
+            health: HealthCounters::default(),
+            closed: AtomicBool::new(false),
+        };
+        Ok(SnapshotBuilder::from_engine(Arc::new(engine)))
+    }
+}

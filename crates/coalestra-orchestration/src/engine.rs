@@ -1,0 +1,58 @@
+//! The engine state shared by a builder and all its clones, sessions and
+//! background work.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use coalestra_concurrency::CapacityController;
+use coalestra_core::{
+    AuthorityResolver, ObservationPolicy, PolicyResolver, SharedClock, SnapshotCache,
+};
+use coalestra_resilience::CircuitBreakers;
+
+use crate::catalog::SourceCatalog;
+use crate::emit::Emitter;
+use crate::flight::FlightTable;
+use crate::refresh::RefreshRegistry;
+use crate::tasks::TaskTracker;
+
+/// Cumulative operational counters.
+#[derive(Debug, Default)]
+pub(crate) struct HealthCounters {
+    pub(crate) queue_timeouts: AtomicU64,
+    pub(crate) source_timeouts: AtomicU64,
+    pub(crate) deadlines: AtomicU64,
+    pub(crate) revalidations: AtomicU64,
+    pub(crate) revalidation_failures: AtomicU64,
+}
+
+/// Everything one builder owns.
+pub(crate) struct Engine {
+    pub(crate) catalog: SourceCatalog,
+    pub(crate) cache: Arc<dyn SnapshotCache>,
+    pub(crate) cache_validates_deps: bool,
+    pub(crate) clock: SharedClock,
+    pub(crate) policies: PolicyResolver,
+    pub(crate) authority: AuthorityResolver,
+    pub(crate) observation: ObservationPolicy,
+    pub(crate) capacity: CapacityController,
+    pub(crate) breakers: CircuitBreakers,
+    pub(crate) max_pending: NonZeroUsize,
+    pub(crate) flights: FlightTable,
+    pub(crate) refreshes: RefreshRegistry,
+    pub(crate) tasks: TaskTracker,
+    pub(crate) emit: Emitter,
+    pub(crate) health: HealthCounters,
+    pub(crate) closed: AtomicBool,
+}
+
+impl Engine {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn note_deadline(&self) {
+        self.health.deadlines.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,196 @@
+//! A job: one build (or session stage, or background refresh) with its
+//! context, deadline, counters and resolution tree.
+
+use std::sync::{Arc, Mutex};
+
+use coalestra_core::{FetchContext, KeyMap, ResourceKey, SnapshotValue};
+use tokio::time::Instant;
+
+use crate::flight::{Flight, Outcome};
+use crate::stats::BuildStats;
+
+/// One unit of work sharing a deadline and counters.
+pub(crate) struct Job {
+    pub(crate) ctx: FetchContext,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) stats: BuildStats,
+    pub(crate) tree: Tree,
+    /// Bypass the cache for these reads (revalidation, refresh).
+    pub(crate) bypass_cache: bool,
+    /// Values pinned by a session; served before the cache.
+    pub(crate) pinned: Arc<KeyMap<SnapshotValue>>,
+    /// Every value resolved by the job (sessions pin them).
+    pub(crate) learned: Option<Mutex<KeyMap<SnapshotValue>>>,
+    /// Whether this job is a background refresh (it schedules no refresh and
+    /// never writes a stale result).
+    pub(crate) refresh: bool,
+}
+
+impl Job {
+    pub(crate) fn new(ctx: FetchContext, deadline: Option<Instant>) -> Self {
+        Self {
+            ctx,
+            deadline,
+            stats: BuildStats::default(),
+            tree: Tree::default(),
+            bypass_cache: false,
+            pinned: Arc::new(KeyMap::default()),
+            learned: None,
+            refresh: false,
+        }
+    }
+
+    /// Records resolved values when the job learns them.
+    pub(crate) fn learn(&self, outcomes: &[Outcome]) {
+        if let Some(learned) = &self.learned {
+            let mut map = learned.lock().unwrap_or_else(|p| p.into_inner());
+            for value in outcomes.iter().flatten() {
+                map.insert(value.key().clone(), value.clone());
+            }
+        }
+    }
+
+    /// Takes the learned values.
+    pub(crate) fn take_learned(&self) -> KeyMap<SnapshotValue> {
+        self.learned
+            .as_ref()
+            .map(|l| std::mem::take(&mut *l.lock().unwrap_or_else(|p| p.into_inner())))
+            .unwrap_or_default()
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// A state of a key inside one resolution tree.
+pub(crate) enum Memo {
+    /// Owned by the job's top-level chain, not finished.
+    Pending,
+    /// Being resolved by a nested (dependency) resolution.
+    Nested(Arc<Flight>),
+    /// Finished.
+    Done(Outcome),
+}
+
+/// What a dependency request found in the tree.
+pub(crate) enum TreeLookup {
+    /// Not known to the tree.
+    Unknown,
+    /// Claimed now by the caller, who must resolve and finish it.
+    Claimed(Arc<Flight>),
+    /// Wait for another branch.
+    Wait(Arc<Flight>),
+    /// Already finished.
+    Done(Outcome),
+    /// Waiting would close a cycle.
+    Cycle,
+}
+
+/// The keys a job owns and how far each got; lets dependencies reuse work
+/// of the same job instead of deadlocking on its own single-flight entries.
+#[derive(Default)]
+pub(crate) struct Tree {
+    state: Mutex<TreeState>,
+}
+
+#[derive(Default)]
+struct TreeState {
+    memo: KeyMap<Memo>,
+    waits: KeyMap<Vec<ResourceKey>>,
+}
+
+impl Tree {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TreeState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks top-level keys as owned.
+    pub(crate) fn own(&self, keys: &[ResourceKey]) {
+        let mut state = self.lock();
+        for key in keys {
+            state.memo.entry(key.clone()).or_insert(Memo::Pending);
+        }
+    }
+
+    /// Registers a nested resolution of `key` (owner of a global flight).
+    pub(crate) fn nested(&self, key: &ResourceKey, flight: Arc<Flight>) {
+        self.lock().memo.insert(key.clone(), Memo::Nested(flight));
+    }
+
+    /// Looks a dependency up for a resolution whose path is `path`.
+    pub(crate) fn lookup(&self, key: &ResourceKey, path: &[ResourceKey]) -> TreeLookup {
+        let mut state = self.lock();
+        match state.memo.get(key) {
+            None => TreeLookup::Unknown,
+            Some(Memo::Done(outcome)) => TreeLookup::Done(outcome.clone()),
+            Some(Memo::Pending) => {
+                let flight = Arc::new(Flight::default());
+                state
+                    .memo
+                    .insert(key.clone(), Memo::Nested(Arc::clone(&flight)));
+                TreeLookup::Claimed(flight)
+            }
+            Some(Memo::Nested(flight)) => {
+                let flight = Arc::clone(flight);
+                if state.reaches(key, path) {
+                    TreeLookup::Cycle
+                } else {
+                    TreeLookup::Wait(flight)
+                }
+            }
+        }
+    }
+
+    /// For the top-level chain: a key finished (or being finished) by a
+    /// nested resolution.
+    pub(crate) fn delegated(&self, key: &ResourceKey) -> Option<Result<Outcome, Arc<Flight>>> {
+        match self.lock().memo.get(key) {
+            Some(Memo::Done(outcome)) => Some(Ok(outcome.clone())),
+            Some(Memo::Nested(flight)) => Some(Err(Arc::clone(flight))),
+            _ => None,
+        }
+    }
+
+    /// Records a finished key: a success replaces anything, a failure never
+    /// replaces a success.
+    pub(crate) fn finish(&self, key: &ResourceKey, outcome: &Outcome) {
+        let mut state = self.lock();
+        let keep = matches!(state.memo.get(key), Some(Memo::Done(Ok(_)))) && outcome.is_err();
+        if !keep {
+            state.memo.insert(key.clone(), Memo::Done(outcome.clone()));
+        }
+    }
+
+    /// Records that the resolution of `from` waits for `to`.
+    pub(crate) fn wait_edge(&self, from: &ResourceKey, to: &ResourceKey, add: bool) {
+        let mut state = self.lock();
+        let edges = state.waits.entry(from.clone()).or_default();
+        if add {
+            edges.push(to.clone());
+        } else if let Some(i) = edges.iter().position(|k| k == to) {
+            edges.swap_remove(i);
+        }
+    }
+}
+
+impl TreeState {
+    /// Whether following wait edges from `start` reaches any key of `path`.
+    fn reaches(&self, start: &ResourceKey, path: &[ResourceKey]) -> bool {
+        let mut stack = vec![start.clone()];
+        let mut seen: KeyMap<()> = KeyMap::default();
+        while let Some(k) = stack.pop() {
+            if path.contains(&k) {
+                return true;
+            }
+            if seen.insert(k.clone(), ()).is_some() {
+                continue;
+            }
+            if let Some(next) = self.waits.get(&k) {
+                stack.extend(next.iter().cloned());
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,162 @@
+//! Transactional revalidation of a session's pinned values.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use coalestra_core::{
+    BuildError, BuildErrorKind, CoalestraError, Event, KeyMap, ResourceError, ResourceKey,
+    Snapshot, SnapshotValue,
+};
+use tokio::time::Instant;
+
+use crate::session::SnapshotSession;
+
+/// Options of a revalidation.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct RevalidateOptions {
+    /// Bypass the cache and ask the source chain (default: read the newest
+    /// cached or published revision first).
+    pub force_refresh: bool,
+    /// Fail when any affected key fails (default `true`); otherwise return
+    /// the kept values plus this call's errors, which are not stored.
+    pub strict: bool,
+}
+
+impl RevalidateOptions {
+    /// Default options: strict, cache first.
+    pub fn new() -> Self {
+        Self {
+            force_refresh: false,
+            strict: true,
+        }
+    }
+    /// Bypasses the cache.
+    #[must_use]
+    pub fn force_refresh(mut self, force: bool) -> Self {
+        self.force_refresh = force;
+        self
+    }
+    /// Sets strictness.
+    #[must_use]
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+}
+
+/// Every pinned key depending (transitively) on one of `roots`.
+fn dependents(pinned: &KeyMap<SnapshotValue>, roots: &[ResourceKey]) -> Vec<ResourceKey> {
+    let mut affected: Vec<ResourceKey> = roots.to_vec();
+    loop {
+        let before = affected.len();
+        for (key, value) in pinned {
+            if !affected.contains(key)
+                && value
+                    .dependency_versions()
+                    .iter()
+                    .any(|(dep, _)| affected.contains(dep))
+            {
+                affected.push(key.clone());
+            }
+        }
+        if affected.len() == before {
+            return affected;
+        }
+    }
+}
+
+impl SnapshotSession {
+    /// Re-resolves pinned `keys` and every pinned derived value depending on
+    /// them, committing all of them together or none.
+    pub async fn revalidate<I>(
+        &self,
+        keys: I,
+        options: RevalidateOptions,
+    ) -> Result<Snapshot, CoalestraError>
+    where
+        I: IntoIterator<Item = ResourceKey>,
+    {
+        self.ensure_open()?;
+        let keys: Vec<ResourceKey> = keys.into_iter().collect();
+        if keys.is_empty() {
+            return Err(CoalestraError::InvalidRequest(
+                "at least one resource key is required".into(),
+            ));
+        }
+        let started = Instant::now();
+        let mut state = self.state.lock().await;
+        if let Some(missing) = keys.iter().find(|k| !state.pinned.contains_key(*k)) {
+            return Err(CoalestraError::InvalidRequest(
+                format!("cannot revalidate {missing}: it is not resolved in this session").into(),
+            ));
+        }
+        let health = &self.engine.health;
+        health.revalidations.fetch_add(1, Ordering::Relaxed);
+        let affected = dependents(&state.pinned, &keys);
+        let mut staged = state.pinned.clone();
+        for key in &affected {
+            staged.remove(key);
+        }
+        // Re-resolve what callers see: requested keys and visible dependents.
+        let wanted: Vec<ResourceKey> = affected
+            .iter()
+            .filter(|k| keys.contains(k) || state.visible.contains(k))
+            .cloned()
+            .collect();
+        let mut job = self.job(staged.clone());
+        job.bypass_cache = options.force_refresh;
+        let job = Arc::new(job);
+        let outcomes = self.engine.resolve(&wanted, &job, &[]).await?;
+        let errors: Vec<ResourceError> = outcomes
+            .iter()
+            .filter_map(|o| o.as_ref().err().cloned())
+            .collect();
+        let committed = errors.is_empty();
+        if committed {
+            for (key, value) in job.take_learned() {
+                staged.insert(key, value);
+            }
+            state.pinned = staged;
+            for key in &wanted {
+                state.errors.remove(key);
+            }
+        } else {
+            health.revalidation_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut diagnostics = job.stats.diagnostics();
+        diagnostics.requested_resources = wanted.len() as u64;
+        diagnostics.failed_resources = errors.len() as u64;
+        diagnostics.resolved_resources = (wanted.len() - errors.len()) as u64;
+        diagnostics.duration = started.elapsed();
+        state.diagnostics = diagnostics;
+        let snapshot = self.assemble(&state);
+        let status = if committed { "success" } else { "error" };
+        self.engine
+            .emit
+            .count("snapshot_session_revalidate_total", &[("status", status)]);
+        self.engine.emit.event(|| {
+            Event::new("snapshot_session_revalidated")
+                .field("snapshot_id", &*self.id)
+                .field("requested", keys.len() as i64)
+                .field("affected", affected.len() as i64)
+                .field("refreshed", (wanted.len() - errors.len()) as i64)
+                .field("failed", errors.len() as i64)
+                .field("committed", committed)
+                .field("retained_previous", !committed)
+                .field("strict", options.strict)
+                .field("force_refresh", options.force_refresh)
+        });
+        if committed {
+            return Ok(snapshot);
+        }
+        if options.strict {
+            return Err(BuildError::new(BuildErrorKind::Resolution, errors, Some(snapshot)).into());
+        }
+        let mut parts = snapshot.to_parts();
+        for error in errors {
+            parts.push_error(error);
+        }
+        Ok(parts.finish())
+    }
+}

@@ -1,0 +1,80 @@
+//! Per-build counters, shared by every task working for one build.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use coalestra_core::SnapshotDiagnostics;
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// Atomic counters of one build.
+        #[derive(Debug, Default)]
+        pub(crate) struct BuildStats {
+            $(pub(crate) $name: AtomicU64,)*
+            per_source: Mutex<BTreeMap<String, (u64, Duration)>>,
+        }
+
+        impl BuildStats {
+            fn fill(&self, d: &mut SnapshotDiagnostics) {
+                $(d.$name = self.$name.load(Ordering::Relaxed);)*
+            }
+        }
+    };
+}
+
+counters!(
+    cache_hits,
+    cache_misses,
+    cache_batch_reads,
+    cache_batch_writes,
+    stale_values,
+    coalesced_requests,
+    source_calls,
+    batch_calls,
+    derived_calls,
+    batch_chunks,
+    refresh_scheduled,
+    refresh_completed,
+    refresh_failed,
+    support_cache_hits,
+    support_cache_misses,
+    retries,
+    future_timestamp_rejections,
+);
+
+impl BuildStats {
+    /// Adds one to a counter.
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Records one source invocation and its latency.
+    pub(crate) fn source_call(&self, source: &str, latency: Duration) {
+        Self::bump(&self.source_calls);
+        let mut map = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry(source.to_owned()).or_default();
+        entry.0 += 1;
+        entry.1 += latency;
+    }
+
+    /// Fills diagnostics.
+    pub(crate) fn diagnostics(&self) -> SnapshotDiagnostics {
+        let mut d = SnapshotDiagnostics::default();
+        self.fill(&mut d);
+        let map = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, (calls, latency)) in map.iter() {
+            d.source_calls_by_source.insert(name.clone(), *calls);
+            d.source_latency_by_source.insert(name.clone(), *latency);
+        }
+        d
+    }
+}
