@@ -8,7 +8,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub struct SnapshotDiagnostics {
     /// Total build duration.
-    #[serde(serialize_with = "millis")]
+    #[serde(rename = "duration_ms", serialize_with = "millis")]
     pub duration: Duration,
     /// Distinct explicitly requested keys.
     pub requested_resources: u64,
@@ -51,12 +51,12 @@ pub struct SnapshotDiagnostics {
     /// Values rejected for future observation times.
     pub future_timestamp_rejections: u64,
     /// Newest minus oldest `observed_at` over resolved values (0 below two).
-    #[serde(serialize_with = "millis")]
+    #[serde(rename = "observation_skew_ms", serialize_with = "millis")]
     pub observation_skew: Duration,
     /// Source invocations per source.
     pub source_calls_by_source: BTreeMap<String, u64>,
     /// Summed source latency per source.
-    #[serde(serialize_with = "millis_map")]
+    #[serde(rename = "source_latency_ms_by_source", serialize_with = "millis_map")]
     pub source_latency_by_source: BTreeMap<String, Duration>,
 }
 

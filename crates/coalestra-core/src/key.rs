@@ -275,9 +275,10 @@ impl ResourceKey {
             None => (text, None),
         };
         let mut parts = path.splitn(3, ':');
-        let namespace = parts.next().ok_or_else(|| err("missing namespace"))?;
-        let name = parts.next().ok_or_else(|| err("expected namespace:name"))?;
-        let subject = parts.next().unwrap_or("");
+        let decode = |part: &str| path_decode(part).ok_or_else(|| err("invalid percent-encoding"));
+        let namespace = decode(parts.next().ok_or_else(|| err("missing namespace"))?)?;
+        let name = decode(parts.next().ok_or_else(|| err("expected namespace:name"))?)?;
+        let subject = decode(parts.next().unwrap_or(""))?;
         let mut qualifiers = Vec::new();
         if let Some(query) = query {
             for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -429,12 +430,12 @@ impl Ord for ResourceKey {
 
 impl fmt::Display for ResourceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.namespace)?;
+        path_encode(f, &self.0.namespace)?;
         f.write_str(":")?;
-        f.write_str(&self.0.name)?;
+        path_encode(f, &self.0.name)?;
         if !self.0.subject.is_empty() {
             f.write_str(":")?;
-            f.write_str(&self.0.subject)?;
+            path_encode(f, &self.0.subject)?;
         }
         for (i, (k, v)) in self.0.qualifiers.iter().enumerate() {
             f.write_str(if i == 0 { "?" } else { "&" })?;
@@ -465,6 +466,50 @@ impl serde::Serialize for ResourceKey {
     }
 }
 
+/// Escapes the characters that delimit a rendered key (`:`, `?`, `%`) in
+/// path parts; everything else is kept as is.
+fn path_encode(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    if !text.contains([':', '?', '%']) {
+        return f.write_str(text);
+    }
+    for ch in text.chars() {
+        match ch {
+            ':' => f.write_str("%3A")?,
+            '?' => f.write_str("%3F")?,
+            '%' => f.write_str("%25")?,
+            other => write!(f, "{other}")?,
+        }
+    }
+    Ok(())
+}
+
+fn path_decode(text: &str) -> Option<String> {
+    if !text.contains('%') {
+        return Some(text.to_owned());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(hex_byte(text.get(i + 1..i + 3)?)?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn hex_byte(hex: &str) -> Option<u8> {
+    if hex.len() == 2 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u8::from_str_radix(hex, 16).ok()
+    } else {
+        None
+    }
+}
+
 fn form_encode(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
     for byte in text.bytes() {
         match byte {
@@ -486,8 +531,7 @@ fn form_decode(text: &str) -> Option<String> {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = text.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                out.push(hex_byte(text.get(i + 1..i + 3)?)?);
                 i += 2;
             }
             other => out.push(other),

@@ -54,7 +54,11 @@ impl std::fmt::Debug for SnapshotBuilder {
 
 /// A random snapshot identity.
 pub(crate) fn new_snapshot_id() -> Arc<str> {
-    Version::next().to_string()[16..].into()
+    let raw = Version::next().as_raw();
+    let mut z = (raw as u64) ^ ((raw >> 64) as u64).rotate_left(17);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    format!("{:016x}", z ^ (z >> 31)).into()
 }
 
 impl SnapshotBuilder {
