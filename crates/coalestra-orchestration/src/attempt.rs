@@ -47,6 +47,9 @@ impl Engine {
         match self.breakers.before_call(&identity, policy) {
             Ok(permit) => Ok(Some(permit)),
             Err(open) => {
+                self.health
+                    .circuit_rejections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.emit.count(
                     "source_fetch_total",
                     &[("status", "circuit_open"), ("source", &entry.name)],
@@ -235,10 +238,7 @@ impl Engine {
             },
         )
         .await;
-        BuildStats::add(
-            &job.stats.retries,
-            u64::from(outcome.attempts.saturating_sub(1)),
-        );
+        self.note_retries(job, outcome.attempts);
         let latency = outcome.result.as_ref().map(|(_, l)| *l).unwrap_or_default();
         let result = outcome.result.map(|(v, _)| v);
         let attempt = self.classify(entry, key, result, outcome.attempts, latency);
@@ -332,10 +332,7 @@ impl Engine {
             },
         )
         .await;
-        BuildStats::add(
-            &job.stats.retries,
-            u64::from(outcome.attempts.saturating_sub(1)),
-        );
+        self.note_retries(job, outcome.attempts);
         let attempts = outcome.attempts;
         let latency = outcome.result.as_ref().map(|(_, l)| *l).unwrap_or_default();
         let status = if outcome.result.is_ok() {

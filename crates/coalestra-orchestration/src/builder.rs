@@ -74,6 +74,10 @@ impl SnapshotBuilder {
         Self { engine }
     }
 
+    pub(crate) fn engine_ref(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// Builds a strict snapshot of `keys`: any failure fails the build.
     pub async fn build<I>(&self, keys: I) -> Result<Snapshot, CoalestraError>
     where

@@ -9,6 +9,7 @@ use coalestra_core::{ConfigError, Execution, ResiliencePolicy, ResourceKey, Sour
 use coalestra_resilience::ResilienceResolver;
 use dashmap::DashMap;
 
+use crate::guarantee::TimeoutGuarantee;
 use crate::stats::BuildStats;
 
 /// One registered source with everything resolved once at construction.
@@ -16,6 +17,7 @@ pub(crate) struct SourceEntry {
     pub(crate) source: SourceRef,
     pub(crate) name: Arc<str>,
     pub(crate) resilience: ResiliencePolicy,
+    pub(crate) guarantee: TimeoutGuarantee,
     support: Option<DashMap<ResourceKey, bool>>,
 }
 
@@ -37,6 +39,7 @@ impl SourceCatalog {
         sources: Vec<SourceRef>,
         resilience: &ResilienceResolver,
         support_cache: Option<usize>,
+        allow_unsafe: bool,
     ) -> Result<Self, ConfigError> {
         if sources.is_empty() {
             return Err(ConfigError::invalid(
@@ -59,10 +62,21 @@ impl SourceCatalog {
             let declared = info.resilience();
             let policy = resilience.resolve(&name, declared.as_ref());
             let support = (support_cache.is_some() && info.cache_supports()).then(DashMap::new);
+            let guarantee = TimeoutGuarantee::classify(info);
+            if guarantee.status.is_unsafe() && !allow_unsafe {
+                return Err(ConfigError::invalid(
+                    "sources",
+                    format!(
+                        "blocking source {name:?} is {}: declare an offloaded execution and a transport timeout strictly inside the source timeout, or allow unsafe blocking sources",
+                        guarantee.status.as_str()
+                    ),
+                ));
+            }
             entries.push(Arc::new(SourceEntry {
                 source,
                 name,
                 resilience: policy,
+                guarantee,
                 support,
             }));
         }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use coalestra_cache::MemoryCache;
 use coalestra_concurrency::{CapacityConfig, CapacityController};
@@ -24,6 +25,8 @@ use crate::engine::{Engine, HealthCounters};
 pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
 /// The default bound of the `supports` answer cache.
 pub const DEFAULT_SUPPORT_CACHE_ENTRIES: usize = 100_000;
+/// The default scheduler grace before a late protected call is a violation.
+pub const DEFAULT_TRANSPORT_GRACE: Duration = Duration::from_millis(50);
 
 /// Options of a [`SnapshotBuilder`]; start with [`SnapshotBuilder::builder`].
 #[must_use]
@@ -42,6 +45,9 @@ pub struct BuilderConfig {
     support_cache: Option<usize>,
     events: Arc<dyn EventSink>,
     metrics: Arc<dyn MetricsSink>,
+    allow_unsafe_blocking: bool,
+    transport_grace: Duration,
+    dispatch_grace: Duration,
 }
 
 impl BuilderConfig {
@@ -61,6 +67,9 @@ impl BuilderConfig {
             support_cache: Some(DEFAULT_SUPPORT_CACHE_ENTRIES),
             events: Arc::new(NullSink),
             metrics: Arc::new(NullSink),
+            allow_unsafe_blocking: false,
+            transport_grace: DEFAULT_TRANSPORT_GRACE,
+            dispatch_grace: Duration::ZERO,
         }
     }
 
@@ -141,6 +150,25 @@ impl BuilderConfig {
         self
     }
 
+    /// Accepts blocking sources whose timeout contract is unsafe (health then
+    /// reports them as critical).
+    pub fn allow_unsafe_blocking_sources(mut self, allow: bool) -> Self {
+        self.allow_unsafe_blocking = allow;
+        self
+    }
+    /// How late a protected call may return after its transport timeout
+    /// before it counts as a contract violation (default 50 ms).
+    pub fn transport_timeout_grace(mut self, grace: Duration) -> Self {
+        self.transport_grace = grace;
+        self
+    }
+    /// How far a protected call's transport timeout may exceed the remaining
+    /// deadline and still be dispatched (default zero).
+    pub fn deadline_dispatch_grace(mut self, grace: Duration) -> Self {
+        self.dispatch_grace = grace;
+        self
+    }
+
     /// Validates everything and creates the builder.
     pub fn build(self) -> Result<SnapshotBuilder, ConfigError> {
         let max_concurrency = NonZeroUsize::new(self.max_concurrency).ok_or(ConfigError::Zero {
@@ -162,7 +190,12 @@ impl BuilderConfig {
             resolver = resolver.override_source(name, policy);
         }
         let resolver = resolver.build()?;
-        let catalog = SourceCatalog::new(self.sources, &resolver, self.support_cache)?;
+        let catalog = SourceCatalog::new(
+            self.sources,
+            &resolver,
+            self.support_cache,
+            self.allow_unsafe_blocking,
+        )?;
         let mut capacity = CapacityConfig::new(max_concurrency);
         for entry in catalog.entries() {
             if let Some(limit) = entry.source.info().max_concurrency() {
@@ -204,6 +237,8 @@ impl BuilderConfig {
             tasks: Default::default(),
             emit: Emitter::new(self.events, self.metrics),
             health: HealthCounters::default(),
+            transport_grace: self.transport_grace,
+            dispatch_grace: self.dispatch_grace,
             closed: AtomicBool::new(false),
         };
         Ok(SnapshotBuilder::from_engine(Arc::new(engine)))

@@ -122,10 +122,7 @@ impl Engine {
             },
         )
         .await;
-        BuildStats::add(
-            &job.stats.retries,
-            u64::from(outcome.attempts.saturating_sub(1)),
-        );
+        self.note_retries(job, outcome.attempts);
         let latency = outcome.result.as_ref().map(|(_, l)| *l).unwrap_or_default();
         let result = outcome.result.map(|(v, _)| v);
         let attempt = self.classify(entry, key, result, outcome.attempts, latency);

@@ -25,6 +25,9 @@ pub(crate) struct HealthCounters {
     pub(crate) deadlines: AtomicU64,
     pub(crate) revalidations: AtomicU64,
     pub(crate) revalidation_failures: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) circuit_rejections: AtomicU64,
+    pub(crate) transport_violations: dashmap::DashMap<String, u64>,
 }
 
 /// Everything one builder owns.
@@ -45,11 +48,21 @@ pub(crate) struct Engine {
     pub(crate) emit: Emitter,
     pub(crate) health: HealthCounters,
     pub(crate) closed: AtomicBool,
+    pub(crate) transport_grace: std::time::Duration,
+    pub(crate) dispatch_grace: std::time::Duration,
 }
 
 impl Engine {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn note_retries(&self, job: &crate::job::Job, attempts: u32) {
+        let extra = u64::from(attempts.saturating_sub(1));
+        if extra > 0 {
+            crate::stats::BuildStats::add(&job.stats.retries, extra);
+            self.health.retries.fetch_add(extra, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn note_deadline(&self) {

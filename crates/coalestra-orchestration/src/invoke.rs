@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use coalestra_core::{Execution, ResourceKey, SourceError};
+use coalestra_core::{Event, Execution, ResourceKey, SourceError};
 use tokio::time::Instant;
 
 use crate::catalog::SourceEntry;
@@ -115,6 +115,10 @@ impl Engine {
             (Some(r), None) => (Some(r), true),
             (None, None) => (None, false),
         };
+        let transport = entry.guarantee.protected_transport();
+        if let (Some(transport), Some(available)) = (transport, budget) {
+            self.check_transport_budget(entry, resource, transport, available, deadline_binds)?;
+        }
         let outcome = match entry.execution() {
             Execution::Async => {
                 let call = CatchUnwind::new(async_call());
@@ -135,6 +139,17 @@ impl Engine {
         };
         drop(permit);
         let latency = start.elapsed();
+        if let Some(transport) = transport {
+            let late = match &outcome {
+                None => Some("coalestra_timeout"),
+                Some(_) if latency <= transport + self.transport_grace => None,
+                Some(Ok(Ok(_))) => Some("completed_late"),
+                Some(_) => Some("failed_late"),
+            };
+            if let Some(kind) = late {
+                self.record_violation(entry, resource, kind, transport, latency);
+            }
+        }
         match outcome {
             None if deadline_binds => {
                 self.health
@@ -168,6 +183,103 @@ impl Engine {
                 result.map(|v| (v, latency))
             }
         }
+    }
+}
+
+impl Engine {
+    fn check_transport_budget(
+        &self,
+        entry: &SourceEntry,
+        resource: Option<&ResourceKey>,
+        transport: Duration,
+        available: Duration,
+        deadline_binds: bool,
+    ) -> Result<(), SourceError> {
+        if transport <= available {
+            return Ok(());
+        }
+        let gap = transport - available;
+        let resource_text = || resource.map(ToString::to_string).unwrap_or_default();
+        if deadline_binds && transport < available + self.dispatch_grace {
+            self.emit.event(|| {
+                Event::new("source_dispatch_under_deadline_pressure")
+                    .field("source", &*entry.name)
+                    .field("resource", resource_text())
+                    .field("transport_timeout_seconds", transport.as_secs_f64())
+                    .field("available_budget_seconds", available.as_secs_f64())
+                    .field(
+                        "deadline_dispatch_grace_seconds",
+                        self.dispatch_grace.as_secs_f64(),
+                    )
+                    .field("gap_seconds", gap.as_secs_f64())
+            });
+            return Ok(());
+        }
+        let reason = if deadline_binds {
+            "snapshot_deadline"
+        } else {
+            "source_timeout"
+        };
+        self.emit.count(
+            "source_transport_budget_rejection_total",
+            &[("source", &entry.name), ("reason", reason)],
+        );
+        self.emit.event(|| {
+            Event::new("source_transport_budget_rejected")
+                .field("source", &*entry.name)
+                .field("resource", resource_text())
+                .field("transport_timeout_seconds", transport.as_secs_f64())
+                .field("available_budget_seconds", available.as_secs_f64())
+        });
+        let detail = format!(
+            "{} not started: its transport timeout does not fit the remaining budget (budget={:.3}s, transport_timeout={:.3}s, gap={:.3}s)",
+            entry.name,
+            available.as_secs_f64(),
+            transport.as_secs_f64(),
+            gap.as_secs_f64()
+        );
+        if deadline_binds {
+            self.note_deadline();
+            Err(SourceError::deadline(format_args!(
+                "before calling {detail}"
+            )))
+        } else {
+            Err(SourceError::custom("SourceTimeoutError", detail, false))
+        }
+    }
+
+    fn record_violation(
+        &self,
+        entry: &SourceEntry,
+        resource: Option<&ResourceKey>,
+        outcome: &'static str,
+        transport: Duration,
+        elapsed: Duration,
+    ) {
+        *self
+            .health
+            .transport_violations
+            .entry(entry.name.to_string())
+            .or_insert(0) += 1;
+        self.emit.count(
+            "source_transport_timeout_violation_total",
+            &[("source", &entry.name), ("outcome", outcome)],
+        );
+        self.emit.event(|| {
+            Event::new("source_transport_timeout_violated")
+                .field("source", &*entry.name)
+                .field(
+                    "resource",
+                    resource.map(ToString::to_string).unwrap_or_default(),
+                )
+                .field("outcome", outcome)
+                .field(
+                    "declared_transport_timeout_seconds",
+                    transport.as_secs_f64(),
+                )
+                .field("observed_elapsed_seconds", elapsed.as_secs_f64())
+                .field("grace_seconds", self.transport_grace.as_secs_f64())
+        });
     }
 }
 

@@ -9,8 +9,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod assessment;
 mod attempt;
 mod builder;
+mod capabilities;
 mod catalog;
 mod chain;
 mod config;
@@ -18,6 +20,8 @@ mod derive;
 mod emit;
 mod engine;
 mod flight;
+mod guarantee;
+mod health;
 mod invoke;
 mod job;
 mod refresh;
@@ -27,7 +31,15 @@ mod session;
 mod stats;
 mod tasks;
 
+pub use assessment::{
+    Finding, HealthAssessment, HealthAssessmentPolicy, Severity, ASSESSMENT_SCHEMA,
+};
 pub use builder::SnapshotBuilder;
+pub use capabilities::{
+    capabilities, require_capabilities, Capabilities, CapabilityRequirementError, FEATURES,
+};
 pub use config::{BuilderConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_SUPPORT_CACHE_ENTRIES};
+pub use guarantee::{GuaranteeStatus, TimeoutGuarantee};
+pub use health::{BufferHealth, BuilderHealth, HEALTH_SCHEMA, HEALTH_SCHEMA_VERSION};
 pub use revalidate::RevalidateOptions;
 pub use session::{ResolveOptions, SessionOptions, SnapshotSession};
