@@ -12,6 +12,7 @@ use coalestra_core::{
 };
 use coalestra_resilience::CircuitState;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::BuilderConfig;
 use crate::engine::Engine;
@@ -115,7 +116,12 @@ impl SnapshotBuilder {
         let started = Instant::now();
         let job = Arc::new(self.new_job(&options, started)?);
         let keys: Vec<ResourceKey> = request.keys().cloned().collect();
-        let outcomes = engine.resolve(&keys, &job, &[]).await?;
+        let span = tracing::debug_span!(
+            "coalestra.build",
+            snapshot_id = %job.ctx.snapshot_id,
+            resources = keys.len()
+        );
+        let outcomes = engine.resolve(&keys, &job, &[]).instrument(span).await?;
         let mut parts = Snapshot::parts(job.ctx.snapshot_id.clone(), job.ctx.requested_at)
             .metadata(job.ctx.metadata.clone());
         parts.reserve(keys.len());

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use coalestra_core::{Event, Execution, ResourceKey, SourceError};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::catalog::SourceEntry;
 use crate::engine::Engine;
@@ -121,8 +122,13 @@ impl Engine {
         }
         let outcome = match entry.execution() {
             Execution::Async => {
+                let span = tracing::trace_span!(
+                    "coalestra.source_call",
+                    source = %entry.name,
+                    snapshot_id = %job.ctx.snapshot_id
+                );
                 let call = CatchUnwind::new(async_call());
-                bounded(budget, call).await
+                bounded(budget, call).instrument(span).await
             }
             Execution::Blocking => {
                 let handle = tokio::task::spawn_blocking(blocking_call);

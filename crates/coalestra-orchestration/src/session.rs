@@ -12,6 +12,7 @@ use coalestra_core::{
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::builder::new_snapshot_id;
 use crate::engine::Engine;
@@ -227,7 +228,11 @@ impl SnapshotSession {
         let outcomes = if wanted.is_empty() {
             Vec::new()
         } else {
-            self.engine.resolve(&wanted, &job, &[]).await?
+            let span = tracing::debug_span!("coalestra.session.resolve", snapshot_id = %self.id, resources = wanted.len());
+            self.engine
+                .resolve(&wanted, &job, &[])
+                .instrument(span)
+                .await?
         };
         for (key, outcome) in wanted.iter().zip(outcomes) {
             if let Err(error) = outcome {
