@@ -13,14 +13,20 @@
 //! - [`FreshnessPolicy`], [`ObservationPolicy`], [`SourceAuthorityPolicy`]: the rules.
 //! - [`Source`], [`BatchSource`], [`DerivedSource`]: read-only sources.
 //! - [`SnapshotCache`]: a cache tier, local or remote.
+//! - [`SnapshotConsistencyPolicy`], [`SnapshotAcceptancePolicy`],
+//!   [`RequestDegradationPolicy`]: what a finished snapshot must meet, and
+//!   how a request's outcome is classified into a [`SnapshotResult`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acceptance;
 pub mod adapters;
 pub mod authority;
 pub mod cache;
 pub mod clock;
+pub mod consistency;
 pub mod context;
+pub mod degradation;
 pub mod diagnostics;
 pub mod error;
 pub mod freshness;
@@ -35,6 +41,10 @@ pub mod snapshot;
 pub mod source;
 pub mod value;
 
+pub use acceptance::{
+    AcceptanceReason, AcceptanceViolation, RequirementKind, ResourceAcceptanceRule,
+    SnapshotAcceptancePolicy, SnapshotAcceptancePolicyBuilder, SnapshotRequirement,
+};
 pub use adapters::{Declarations, FnBatchSource, FnDerivedSource, FnSource, SourceOptions};
 pub use authority::{AuthorityResolver, SourceAuthorityPolicy};
 pub use cache::{
@@ -42,7 +52,11 @@ pub use cache::{
     WriteOutcome, WriteResult,
 };
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};
+pub use consistency::{ConsistencyViolation, SnapshotConsistencyPolicy};
 pub use context::FetchContext;
+pub use degradation::{
+    RequestDegradationPolicy, RequestDegradationPolicyBuilder, ResultState, SnapshotResult,
+};
 pub use diagnostics::SnapshotDiagnostics;
 pub use error::{
     BuildError, BuildErrorKind, CoalestraError, ConfigError, CycleError, ResolutionError,

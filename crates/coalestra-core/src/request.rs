@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::acceptance::SnapshotAcceptancePolicy;
+use crate::consistency::SnapshotConsistencyPolicy;
 use crate::error::CoalestraError;
 use crate::key::{KeyMap, ResourceKey};
 use crate::metadata::Metadata;
@@ -10,11 +12,14 @@ use crate::metadata::Metadata;
 /// Required and optional resources of one build.
 ///
 /// Only required failures fail a build; optional failures are reported in the
-/// snapshot's errors.
+/// snapshot's errors. A request may carry a consistency policy and an
+/// acceptance policy that the finished snapshot must meet.
 #[derive(Debug, Clone)]
 pub struct SnapshotRequest {
     required: Arc<[ResourceKey]>,
     optional: Arc<[ResourceKey]>,
+    consistency: Option<SnapshotConsistencyPolicy>,
+    acceptance: Option<Arc<SnapshotAcceptancePolicy>>,
 }
 
 impl SnapshotRequest {
@@ -41,7 +46,53 @@ impl SnapshotRequest {
         Ok(Self {
             required: required.into(),
             optional: optional.into(),
+            consistency: None,
+            acceptance: None,
         })
+    }
+
+    /// The same request with an observation-skew limit.
+    #[must_use]
+    pub fn with_consistency(mut self, policy: SnapshotConsistencyPolicy) -> Self {
+        self.consistency = Some(policy);
+        self
+    }
+
+    /// The same request with an acceptance policy; rejected when the policy
+    /// names a key (in a resource rule or a requirement) outside the request.
+    pub fn with_acceptance(
+        mut self,
+        policy: SnapshotAcceptancePolicy,
+    ) -> Result<Self, CoalestraError> {
+        let mut known: KeyMap<()> = KeyMap::default();
+        known.extend(self.keys().map(|k| (k.clone(), ())));
+        let outside: Vec<String> = policy
+            .referenced_keys()
+            .iter()
+            .filter(|k| !known.contains_key(*k))
+            .map(ToString::to_string)
+            .collect();
+        if !outside.is_empty() {
+            return Err(CoalestraError::InvalidRequest(
+                format!(
+                    "acceptance policy references resource(s) {} outside the snapshot request",
+                    outside.join(", ")
+                )
+                .into(),
+            ));
+        }
+        self.acceptance = Some(Arc::new(policy));
+        Ok(self)
+    }
+
+    /// The observation-skew limit, if any.
+    pub fn consistency(&self) -> Option<&SnapshotConsistencyPolicy> {
+        self.consistency.as_ref()
+    }
+
+    /// The acceptance policy, if any.
+    pub fn acceptance(&self) -> Option<&SnapshotAcceptancePolicy> {
+        self.acceptance.as_deref()
     }
 
     /// A request where every key is required.

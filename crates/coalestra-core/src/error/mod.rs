@@ -8,12 +8,15 @@
 //! friends produce the versioned diagnostics schema.
 
 mod json;
+mod policy;
 mod render;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::acceptance::AcceptanceViolation;
+use crate::consistency::ConsistencyViolation;
 use crate::key::{KeyError, ResourceKey};
 use crate::snapshot::Snapshot;
 
@@ -478,6 +481,14 @@ pub struct BuildError {
     errors: Vec<ResourceError>,
     snapshot: Option<Snapshot>,
     detail: Option<Arc<str>>,
+    violation: Option<PolicyViolation>,
+}
+
+/// The policy verdict a consistency or acceptance error carries.
+#[derive(Debug, Clone)]
+enum PolicyViolation {
+    Consistency(Box<ConsistencyViolation>),
+    Acceptance(Arc<[AcceptanceViolation]>),
 }
 
 impl BuildError {
@@ -492,6 +503,7 @@ impl BuildError {
             errors,
             snapshot,
             detail: None,
+            violation: None,
         }
     }
 

@@ -72,16 +72,48 @@ fn resource(f: &mut fmt::Formatter<'_>, error: &ResourceError) -> fmt::Result {
     }
 }
 
+/// `snapshot acceptance failed with N violation(s): <sorted distinct reasons>`.
+fn acceptance_summary(
+    f: &mut fmt::Formatter<'_>,
+    violations: &[crate::acceptance::AcceptanceViolation],
+) -> fmt::Result {
+    let mut reasons: Vec<&str> = violations.iter().map(|v| v.reason().as_str()).collect();
+    reasons.sort_unstable();
+    reasons.dedup();
+    write!(
+        f,
+        "snapshot acceptance failed with {} violation(s): {}",
+        violations.len(),
+        reasons.join(", ")
+    )
+}
+
+fn detail(f: &mut fmt::Formatter<'_>, error: &BuildError) -> fmt::Result {
+    match &error.detail {
+        Some(detail) => write!(f, " ({})", compact(detail, RENDER_MESSAGE_LIMIT)),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn build_error(f: &mut fmt::Formatter<'_>, error: &BuildError) -> fmt::Result {
+    match &error.violation {
+        Some(super::PolicyViolation::Consistency(violation)) => {
+            write!(f, "{violation}")?;
+            return detail(f, error);
+        }
+        Some(super::PolicyViolation::Acceptance(violations)) => {
+            acceptance_summary(f, violations)?;
+            return detail(f, error);
+        }
+        None => {}
+    }
     let lead = match error.kind {
         super::BuildErrorKind::Resolution => "snapshot build failed",
         super::BuildErrorKind::Consistency => "snapshot consistency violated",
         super::BuildErrorKind::Acceptance => "snapshot acceptance failed",
     };
     f.write_str(lead)?;
-    if let Some(detail) = &error.detail {
-        write!(f, " ({})", compact(detail, RENDER_MESSAGE_LIMIT))?;
-    }
+    detail(f, error)?;
     if error.errors.is_empty() {
         return Ok(());
     }
