@@ -35,7 +35,13 @@ impl Engine {
                 });
         let declared = match declared {
             Ok(d) => d,
-            Err(e) => return KeyAttempt::failed(entry, e, 1),
+            Err(e) => {
+                // A broken declaration is the source's fault: charge its circuit.
+                if let Ok(Some(permit)) = self.admit(entry, key) {
+                    permit.failure();
+                }
+                return KeyAttempt::failed(entry, e, 1);
+            }
         };
         let mut seen: KeyMap<()> = KeyMap::default();
         let deps: Vec<ResourceKey> = declared

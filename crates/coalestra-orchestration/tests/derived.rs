@@ -1176,7 +1176,6 @@ async fn invalid_dependency_declaration_is_a_protocol_failure() {
 
 // B7.13: ... and it counts as a circuit failure of that source.
 #[tokio::test(start_paused = true)]
-#[ignore = "engine bug: a dependencies() error returns before circuit admission, so the derived source's circuit is never charged (derive.rs attempt_derived)"]
 async fn invalid_dependency_declaration_charges_the_circuit() {
     let broken = key("bad:broken:x");
     let builder = SnapshotBuilder::builder([SourceRef::derived(BrokenDependencies {
