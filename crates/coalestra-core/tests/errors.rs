@@ -503,7 +503,6 @@ fn consistency_and_acceptance_errors_use_their_own_type_names() {
 }
 
 #[test]
-#[ignore = "core bug: ResourceError::Rejected drops its `message` field from Display and diagnostics"]
 fn rejected_resources_report_their_details() {
     let rejected = ResourceError::Rejected {
         key: key("market:price:BTC"),

@@ -375,7 +375,7 @@ pub enum ResourceError {
     #[error("{0}")]
     Unresolved(Arc<ResolutionError>),
     /// It resolved but an acceptance rule rejected it.
-    #[error("resource {key} rejected: {reason}")]
+    #[error("resource {key} rejected ({reason}): {message}")]
     Rejected {
         /// The resource.
         key: ResourceKey,
