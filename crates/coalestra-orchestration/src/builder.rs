@@ -7,8 +7,8 @@ use std::sync::Arc;
 use coalestra_cache::{PublisherConfig, ResourcePublisher};
 use coalestra_concurrency::CapacitySnapshot;
 use coalestra_core::{
-    BuildError, BuildErrorKind, BuildOptions, CoalestraError, ConfigError, Event, FetchContext,
-    ResourceKey, Snapshot, SnapshotCache, SnapshotRequest, SourceRef, Timestamp, Version,
+    BuildOptions, CoalestraError, ConfigError, Event, FetchContext, ResourceKey, Snapshot,
+    SnapshotCache, SnapshotRequest, SourceRef, Timestamp, Version,
 };
 use coalestra_resilience::CircuitState;
 use tokio::time::Instant;
@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::config::BuilderConfig;
 use crate::engine::Engine;
+use crate::evaluate::Evaluated;
 use crate::job::Job;
 use crate::session::{SessionOptions, SnapshotSession};
 
@@ -109,6 +110,36 @@ impl SnapshotBuilder {
         request: &SnapshotRequest,
         options: BuildOptions,
     ) -> Result<Snapshot, CoalestraError> {
+        let strict = options.strict;
+        let evaluated = self.resolve_request(request, options).await?;
+        let failed = evaluated.fails(strict);
+        let status = if failed || !evaluated.snapshot.is_complete() {
+            "error"
+        } else {
+            "success"
+        };
+        self.engine
+            .emit
+            .count("snapshot_build_total", &[("status", status)]);
+        self.engine.emit.event(|| {
+            let s = &evaluated.snapshot;
+            Event::new("snapshot_built")
+                .field("snapshot_id", s.id())
+                .field("resources", (s.len() + s.errors().len()) as i64)
+                .field("resolved", s.len() as i64)
+                .field("failed", s.errors().len() as i64)
+                .field("build_failed", failed)
+                .field("strict", strict)
+        });
+        evaluated.into_result(strict)
+    }
+
+    /// Resolves a request and evaluates its contracts without deciding.
+    pub(crate) async fn resolve_request(
+        &self,
+        request: &SnapshotRequest,
+        options: BuildOptions,
+    ) -> Result<Evaluated, CoalestraError> {
         let engine = &self.engine;
         if engine.is_closed() {
             return Err(CoalestraError::Closed("snapshot builder"));
@@ -155,31 +186,18 @@ impl SnapshotBuilder {
             diagnostics.observation_skew = n.saturating_since(o);
         }
         let snapshot = parts.diagnostics(diagnostics).finish();
-        let failed = !required_errors.is_empty() && options.strict;
-        let status = if failed || !snapshot.is_complete() {
-            "error"
+        let (consistency, acceptance) = if required_errors.is_empty() || !options.strict {
+            engine.evaluate_contracts(request, &snapshot)
         } else {
-            "success"
+            (None, Vec::new())
         };
-        engine
-            .emit
-            .count("snapshot_build_total", &[("status", status)]);
-        engine.emit.event(|| {
-            Event::new("snapshot_built")
-                .field("snapshot_id", snapshot.id())
-                .field("resources", keys.len() as i64)
-                .field("resolved", resolved as i64)
-                .field("failed", (keys.len() as u64 - resolved) as i64)
-                .field("build_failed", failed)
-                .field("strict", options.strict)
-        });
-        if failed {
-            let partial = (!job.expired()).then_some(snapshot);
-            return Err(
-                BuildError::new(BuildErrorKind::Resolution, required_errors, partial).into(),
-            );
-        }
-        Ok(snapshot)
+        Ok(Evaluated {
+            snapshot,
+            required_errors,
+            consistency,
+            acceptance,
+            expired: job.expired(),
+        })
     }
 
     pub(crate) fn new_job(

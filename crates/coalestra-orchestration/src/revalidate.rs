@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use coalestra_core::{
     BuildError, BuildErrorKind, CoalestraError, Event, KeyMap, ResourceError, ResourceKey,
-    Snapshot, SnapshotValue,
+    Snapshot, SnapshotAcceptancePolicy, SnapshotConsistencyPolicy, SnapshotRequest, SnapshotValue,
 };
 use tokio::time::Instant;
 
@@ -21,6 +21,12 @@ pub struct RevalidateOptions {
     /// Fail when any affected key fails (default `true`); otherwise return
     /// the kept values plus this call's errors, which are not stored.
     pub strict: bool,
+    /// A skew limit over the requested keys; a violation keeps the previous
+    /// state (even when not strict).
+    pub consistency: Option<SnapshotConsistencyPolicy>,
+    /// Acceptance rules over the requested keys; a violation keeps the
+    /// previous state (even when not strict).
+    pub acceptance: Option<SnapshotAcceptancePolicy>,
 }
 
 impl RevalidateOptions {
@@ -29,7 +35,21 @@ impl RevalidateOptions {
         Self {
             force_refresh: false,
             strict: true,
+            consistency: None,
+            acceptance: None,
         }
+    }
+    /// Sets a consistency policy.
+    #[must_use]
+    pub fn consistency(mut self, policy: SnapshotConsistencyPolicy) -> Self {
+        self.consistency = Some(policy);
+        self
+    }
+    /// Sets an acceptance policy.
+    #[must_use]
+    pub fn acceptance(mut self, policy: SnapshotAcceptancePolicy) -> Self {
+        self.acceptance = Some(policy);
+        self
     }
     /// Bypasses the cache.
     #[must_use]
@@ -112,7 +132,29 @@ impl SnapshotSession {
             .iter()
             .filter_map(|o| o.as_ref().err().cloned())
             .collect();
-        let committed = errors.is_empty();
+        let mut contract_error = None;
+        if errors.is_empty() && (options.consistency.is_some() || options.acceptance.is_some()) {
+            let mut candidate = Snapshot::parts(self.id.clone(), self.created_at);
+            for outcome in outcomes.iter().flatten() {
+                candidate.push_value(outcome.clone());
+            }
+            let candidate = candidate.finish();
+            let mut request = SnapshotRequest::required(keys.iter().cloned())?;
+            if let Some(policy) = options.consistency {
+                request = request.with_consistency(policy);
+            }
+            if let Some(policy) = options.acceptance.clone() {
+                request = request.with_acceptance(policy)?;
+            }
+            let (consistency, acceptance) = self.engine.evaluate_contracts(&request, &candidate);
+            let previous = self.assemble(&state);
+            if let Some(v) = consistency {
+                contract_error = Some(BuildError::consistency(v, Some(previous)));
+            } else if !acceptance.is_empty() {
+                contract_error = Some(BuildError::acceptance(acceptance, Some(previous)));
+            }
+        }
+        let committed = errors.is_empty() && contract_error.is_none();
         if committed {
             for (key, value) in job.take_learned() {
                 staged.insert(key, value);
@@ -146,9 +188,20 @@ impl SnapshotSession {
                 .field("retained_previous", !committed)
                 .field("strict", options.strict)
                 .field("force_refresh", options.force_refresh)
+                .field(
+                    "consistency_failed",
+                    contract_error.as_ref().is_some_and(|e| e.is_consistency()),
+                )
+                .field(
+                    "acceptance_failed",
+                    contract_error.as_ref().is_some_and(|e| e.is_acceptance()),
+                )
         });
         if committed {
             return Ok(snapshot);
+        }
+        if let Some(error) = contract_error {
+            return Err(error.into());
         }
         if options.strict {
             return Err(BuildError::new(BuildErrorKind::Resolution, errors, Some(snapshot)).into());

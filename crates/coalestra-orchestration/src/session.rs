@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra_core::{
-    BuildError, BuildErrorKind, CoalestraError, ConfigError, Event, FetchContext, KeyMap, Metadata,
-    ResourceError, ResourceKey, Snapshot, SnapshotDiagnostics, SnapshotRequest, SnapshotValue,
-    Timestamp,
+    CoalestraError, ConfigError, Event, FetchContext, KeyMap, Metadata, ResourceError, ResourceKey,
+    Snapshot, SnapshotDiagnostics, SnapshotRequest, SnapshotValue, Timestamp,
 };
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -16,6 +15,7 @@ use tracing::Instrument;
 
 use crate::builder::new_snapshot_id;
 use crate::engine::Engine;
+use crate::evaluate::Evaluated;
 use crate::job::Job;
 
 /// Options of a session.
@@ -212,6 +212,32 @@ impl SnapshotSession {
         request: &SnapshotRequest,
         options: ResolveOptions,
     ) -> Result<Snapshot, CoalestraError> {
+        let evaluated = self.stage(request, options).await?;
+        let failed = evaluated.fails(options.strict);
+        let status = if failed { "error" } else { "success" };
+        self.engine
+            .emit
+            .count("snapshot_session_resolve_total", &[("status", status)]);
+        self.engine.emit.event(|| {
+            let s = &evaluated.snapshot;
+            Event::new("snapshot_session_resolved")
+                .field("snapshot_id", &*self.id)
+                .field("requested", request.keys().count() as i64)
+                .field("resolved", s.len() as i64)
+                .field("failed", s.errors().len() as i64)
+                .field("total_resources", (s.len() + s.errors().len()) as i64)
+                .field("strict", options.strict)
+                .field("retry_errors", options.retry_errors)
+        });
+        evaluated.into_result(options.strict)
+    }
+
+    /// Runs one stage and evaluates the request's contracts.
+    pub(crate) async fn stage(
+        &self,
+        request: &SnapshotRequest,
+        options: ResolveOptions,
+    ) -> Result<Evaluated, CoalestraError> {
         self.ensure_open()?;
         let started = Instant::now();
         let mut state = self.state.lock().await;
@@ -265,27 +291,18 @@ impl SnapshotSession {
             .iter()
             .filter_map(|k| state.errors.get(k).cloned())
             .collect();
-        let failed = options.strict && !required_errors.is_empty();
-        let status = if failed { "error" } else { "success" };
-        self.engine
-            .emit
-            .count("snapshot_session_resolve_total", &[("status", status)]);
-        self.engine.emit.event(|| {
-            Event::new("snapshot_session_resolved")
-                .field("snapshot_id", &*self.id)
-                .field("requested", keys.len() as i64)
-                .field("resolved", snapshot.len() as i64)
-                .field("failed", snapshot.errors().len() as i64)
-                .field("strict", options.strict)
-                .field("retry_errors", options.retry_errors)
-        });
-        if failed {
-            let partial = (!job.expired()).then_some(snapshot);
-            return Err(
-                BuildError::new(BuildErrorKind::Resolution, required_errors, partial).into(),
-            );
-        }
-        Ok(snapshot)
+        let (consistency, acceptance) = if required_errors.is_empty() || !options.strict {
+            self.engine.evaluate_contracts(request, &snapshot)
+        } else {
+            (None, Vec::new())
+        };
+        Ok(Evaluated {
+            snapshot,
+            required_errors,
+            consistency,
+            acceptance,
+            expired: job.expired(),
+        })
     }
 
     /// The current snapshot: every requested key so far, pinned values and

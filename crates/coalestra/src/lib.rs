@@ -27,8 +27,16 @@
 
 #[doc(inline)]
 pub use coalestra_core::{
-    adapters, authority, cache, clock, context, diagnostics, error, freshness, key, metadata,
-    observation, payload, request, resilience, sink, snapshot, source, value,
+    acceptance, adapters, authority, cache, clock, consistency, context, degradation, diagnostics,
+    error, freshness, key, metadata, observation, payload, request, resilience, sink, snapshot,
+    source, value,
+};
+#[doc(inline)]
+pub use coalestra_core::{
+    AcceptanceReason, AcceptanceViolation, ConsistencyViolation, RequestDegradationPolicy,
+    RequestDegradationPolicyBuilder, RequirementKind, ResourceAcceptanceRule, ResultState,
+    SnapshotAcceptancePolicy, SnapshotAcceptancePolicyBuilder, SnapshotConsistencyPolicy,
+    SnapshotRequirement, SnapshotResult,
 };
 #[doc(inline)]
 pub use coalestra_core::{
@@ -54,8 +62,10 @@ pub use coalestra_cache::{
 pub use coalestra_concurrency::{CapacitySnapshot, LimitSnapshot};
 #[doc(inline)]
 pub use coalestra_orchestration::{
-    BuilderConfig, ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder,
-    SnapshotSession,
+    capabilities, require_capabilities, BufferHealth, BuilderConfig, BuilderHealth, Capabilities,
+    CapabilityRequirementError, Finding, GuaranteeStatus, HealthAssessment, HealthAssessmentPolicy,
+    ResolveOptions, RevalidateOptions, SessionOptions, Severity, SnapshotBuilder, SnapshotSession,
+    TimeoutGuarantee,
 };
 #[doc(inline)]
 pub use coalestra_resilience::{CircuitIdentity, CircuitState, CircuitStatus, RetryOn};
