@@ -88,7 +88,10 @@ impl Engine {
                     let results =
                         dispatch_bounded(supported.iter().copied(), self.max_pending, |i| {
                             let key = &keys[i];
-                            async move { (i, self.attempt_single(entry, source, key, job).await) }
+                            async move {
+                                let _busy = self.worker();
+                                (i, self.attempt_single(entry, source, key, job).await)
+                            }
                         })
                         .await;
                     for (i, attempt) in results {
@@ -106,10 +109,9 @@ impl Engine {
                         let chunk_keys: Vec<ResourceKey> =
                             chunk.iter().map(|&i| keys[i].clone()).collect();
                         async move {
-                            (
-                                chunk,
-                                self.attempt_batch(entry, source, chunk_keys, job).await,
-                            )
+                            let _busy = self.worker();
+                            let attempts = self.attempt_batch(entry, source, chunk_keys, job).await;
+                            (chunk, attempts)
                         }
                     })
                     .await;
@@ -122,11 +124,15 @@ impl Engine {
                     }
                 }
                 SourceRef::Derived(source) => {
-                    let results = dispatch_bounded(supported.iter().copied(), self.max_pending, |i| {
-                        let key = &keys[i];
-                        async move { (i, self.attempt_derived(entry, source, key, job, path).await) }
-                    })
-                    .await;
+                    let results =
+                        dispatch_bounded(supported.iter().copied(), self.max_pending, |i| {
+                            let key = &keys[i];
+                            async move {
+                                let _busy = self.worker();
+                                (i, self.attempt_derived(entry, source, key, job, path).await)
+                            }
+                        })
+                        .await;
                     for (i, attempt) in results {
                         states[i].absorb(attempt);
                     }

@@ -240,6 +240,7 @@ impl BuilderConfig {
             transport_grace: self.transport_grace,
             dispatch_grace: self.dispatch_grace,
             closed: AtomicBool::new(false),
+            active_workers: Default::default(),
         };
         Ok(SnapshotBuilder::from_engine(Arc::new(engine)))
     }

@@ -48,6 +48,7 @@ pub(crate) struct Engine {
     pub(crate) emit: Emitter,
     pub(crate) health: HealthCounters,
     pub(crate) closed: AtomicBool,
+    pub(crate) active_workers: std::sync::atomic::AtomicUsize,
     pub(crate) transport_grace: std::time::Duration,
     pub(crate) dispatch_grace: std::time::Duration,
 }
@@ -65,7 +66,39 @@ impl Engine {
         }
     }
 
-    pub(crate) fn note_deadline(&self) {
-        self.health.deadlines.fetch_add(1, Ordering::Relaxed);
+    /// Marks one dispatch worker busy until the guard drops.
+    pub(crate) fn worker(&self) -> WorkerGuard<'_> {
+        self.active_workers.fetch_add(1, Ordering::Relaxed);
+        WorkerGuard(&self.active_workers)
+    }
+
+    /// Counts a deadline exceeded, once per job.
+    pub(crate) fn note_deadline(&self, job: &crate::job::Job) {
+        if !job.deadline_noted.swap(true, Ordering::Relaxed) {
+            self.health.deadlines.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a source timeout that exhausted its attempt chain.
+    pub(crate) fn note_final_error(
+        &self,
+        job: &crate::job::Job,
+        error: &coalestra_core::SourceError,
+    ) {
+        if error.is_timeout() {
+            self.health.source_timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        if error.is_deadline_exceeded() {
+            self.note_deadline(job);
+        }
+    }
+}
+
+/// A busy dispatch worker.
+pub(crate) struct WorkerGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for WorkerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -70,7 +70,7 @@ pub struct BuilderHealth {
     pub cache: CacheStats,
     /// Circuit states by identity (`source[scope]` or `source[scope]:discriminator`).
     pub circuits: BTreeMap<String, CircuitState>,
-    /// Spawned tasks doing shared work or refreshes.
+    /// Dispatch workers running a source attempt.
     pub active_dispatch_workers: u64,
     /// Callers waiting for capacity, over every limiter.
     pub waiting_for_capacity: u64,
@@ -197,7 +197,7 @@ impl SnapshotBuilder {
             capacity,
             cache: e.cache.stats(),
             circuits: e.breakers.snapshot(),
-            active_dispatch_workers: e.tasks.active() as u64,
+            active_dispatch_workers: e.active_workers.load(Ordering::Relaxed) as u64,
             waiting_for_capacity: waiting,
             queue_timeout_count: h.queue_timeouts.load(Ordering::Relaxed),
             source_timeout_count: h.source_timeouts.load(Ordering::Relaxed),

@@ -157,25 +157,15 @@ impl Engine {
             }
         }
         match outcome {
-            None if deadline_binds => {
-                self.health
-                    .deadlines
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(SourceError::deadline(format_args!(
-                    "while calling {}",
-                    entry.name
-                )))
-            }
-            None => {
-                self.health
-                    .source_timeouts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(SourceError::Timeout {
-                    source_name: entry.name.clone(),
-                    budget: budget.unwrap_or_default(),
-                    resource: resource.cloned(),
-                })
-            }
+            None if deadline_binds => Err(SourceError::deadline(format_args!(
+                "while calling {}",
+                entry.name
+            ))),
+            None => Err(SourceError::Timeout {
+                source_name: entry.name.clone(),
+                budget: budget.unwrap_or_default(),
+                resource: resource.cloned(),
+            }),
             Some(Err(panic)) => Err(SourceError::Panicked {
                 message: panic.into(),
             }),
@@ -245,7 +235,6 @@ impl Engine {
             gap.as_secs_f64()
         );
         if deadline_binds {
-            self.note_deadline();
             Err(SourceError::deadline(format_args!(
                 "before calling {detail}"
             )))

@@ -21,6 +21,8 @@ pub(crate) struct Job {
     pub(crate) pinned: Arc<KeyMap<SnapshotValue>>,
     /// Every value resolved by the job (sessions pin them).
     pub(crate) learned: Option<Mutex<KeyMap<SnapshotValue>>>,
+    /// Whether a deadline miss was already counted for this job.
+    pub(crate) deadline_noted: std::sync::atomic::AtomicBool,
     /// Whether this job is a background refresh (it schedules no refresh and
     /// never writes a stale result).
     pub(crate) refresh: bool,
@@ -36,6 +38,7 @@ impl Job {
             bypass_cache: false,
             pinned: Arc::new(KeyMap::default()),
             learned: None,
+            deadline_noted: std::sync::atomic::AtomicBool::new(false),
             refresh: false,
         }
     }

@@ -105,7 +105,7 @@ impl Engine {
             Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
                 Ok(hits) => hits?,
                 Err(_) => {
-                    self.note_deadline();
+                    self.note_deadline(job);
                     for &i in indices {
                         outcomes[i] = Some(deadline_outcome(&all_keys[i], "during cache read"));
                     }
@@ -324,7 +324,7 @@ impl Engine {
                 Some(deadline) => match tokio::time::timeout_at(deadline, flight.wait()).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
-                        self.note_deadline();
+                        self.note_deadline(job);
                         deadline_outcome(key, "while waiting for a shared fetch")
                     }
                 },
