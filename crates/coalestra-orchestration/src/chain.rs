@@ -78,7 +78,14 @@ impl Engine {
                 }
             }
             let supported: Vec<usize> = (0..keys.len())
-                .filter(|&i| states[i].open() && self.catalog.supports(entry, &keys[i], &job.stats))
+                .filter(|&i| {
+                    states[i].open()
+                        && !job
+                            .excluded
+                            .get(&keys[i])
+                            .is_some_and(|names| names.contains(&entry.name))
+                        && self.catalog.supports(entry, &keys[i], &job.stats)
+                })
                 .collect();
             if supported.is_empty() {
                 continue;
@@ -181,6 +188,9 @@ impl Engine {
     /// Writes resolved values to the cache in one batch and adopts a
     /// higher-authority revision that landed meanwhile.
     async fn write_back(&self, keys: &[ResourceKey], states: &mut [KeyState], job: &Job) {
+        if !job.write_cache {
+            return;
+        }
         let mut indices = Vec::new();
         let mut writes = Vec::new();
         for (i, state) in states.iter().enumerate() {

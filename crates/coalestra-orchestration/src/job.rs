@@ -21,6 +21,10 @@ pub(crate) struct Job {
     pub(crate) pinned: Arc<KeyMap<SnapshotValue>>,
     /// Every value resolved by the job (sessions pin them).
     pub(crate) learned: Option<Mutex<KeyMap<SnapshotValue>>>,
+    /// Sources a key may not use (consistency fallback).
+    pub(crate) excluded: KeyMap<Vec<Arc<str>>>,
+    /// Whether results are written to the shared cache.
+    pub(crate) write_cache: bool,
     /// Whether a deadline miss was already counted for this job.
     pub(crate) deadline_noted: std::sync::atomic::AtomicBool,
     /// Whether this job is a background refresh (it schedules no refresh and
@@ -38,6 +42,8 @@ impl Job {
             bypass_cache: false,
             pinned: Arc::new(KeyMap::default()),
             learned: None,
+            excluded: KeyMap::default(),
+            write_cache: true,
             deadline_noted: std::sync::atomic::AtomicBool::new(false),
             refresh: false,
         }

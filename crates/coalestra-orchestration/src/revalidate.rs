@@ -4,8 +4,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use coalestra_core::{
-    BuildError, BuildErrorKind, CoalestraError, Event, KeyMap, ResourceError, ResourceKey,
-    Snapshot, SnapshotAcceptancePolicy, SnapshotConsistencyPolicy, SnapshotRequest, SnapshotValue,
+    AcceptanceViolation, BuildError, BuildErrorKind, CoalestraError, ConsistencyViolation, Event,
+    KeyMap, ResourceError, ResourceKey, Snapshot, SnapshotAcceptancePolicy,
+    SnapshotConsistencyPolicy, SnapshotRequest, SnapshotValue,
 };
 use tokio::time::Instant;
 
@@ -127,18 +128,14 @@ impl SnapshotSession {
         let mut job = self.job(staged.clone());
         job.bypass_cache = options.force_refresh;
         let job = Arc::new(job);
-        let outcomes = self.engine.resolve(&wanted, &job, &[]).await?;
+        let mut outcomes = self.engine.resolve(&wanted, &job, &[]).await?;
+        let mut learned = job.take_learned();
         let errors: Vec<ResourceError> = outcomes
             .iter()
             .filter_map(|o| o.as_ref().err().cloned())
             .collect();
         let mut contract_error = None;
         if errors.is_empty() && (options.consistency.is_some() || options.acceptance.is_some()) {
-            let mut candidate = Snapshot::parts(self.id.clone(), self.created_at);
-            for outcome in outcomes.iter().flatten() {
-                candidate.push_value(outcome.clone());
-            }
-            let candidate = candidate.finish();
             let mut request = SnapshotRequest::required(keys.iter().cloned())?;
             if let Some(policy) = options.consistency {
                 request = request.with_consistency(policy);
@@ -146,7 +143,24 @@ impl SnapshotSession {
             if let Some(policy) = options.acceptance.clone() {
                 request = request.with_acceptance(policy)?;
             }
-            let (consistency, acceptance) = self.engine.evaluate_contracts(&request, &candidate);
+            let (mut consistency, mut acceptance) = self
+                .engine
+                .evaluate_contracts(&request, &self.candidate(&outcomes));
+            if let (Some(violation), true) = (&consistency, options.force_refresh) {
+                let retry = Retry {
+                    wanted: &wanted,
+                    pinned: &state.pinned,
+                    staged: &staged,
+                    request: &request,
+                };
+                if let Some(fixed) = self
+                    .consistency_fallback(retry, violation.clone(), &mut outcomes, &mut learned)
+                    .await?
+                {
+                    consistency = None;
+                    acceptance = fixed;
+                }
+            }
             let previous = self.assemble(&state);
             if let Some(v) = consistency {
                 contract_error = Some(BuildError::consistency(v, Some(previous)));
@@ -156,7 +170,7 @@ impl SnapshotSession {
         }
         let committed = errors.is_empty() && contract_error.is_none();
         if committed {
-            for (key, value) in job.take_learned() {
+            for (key, value) in learned {
                 staged.insert(key, value);
             }
             state.pinned = staged;
@@ -211,5 +225,152 @@ impl SnapshotSession {
             parts.push_error(error);
         }
         Ok(parts.finish())
+    }
+}
+
+/// What a consistency fallback works on.
+struct Retry<'a> {
+    wanted: &'a [ResourceKey],
+    pinned: &'a KeyMap<SnapshotValue>,
+    staged: &'a KeyMap<SnapshotValue>,
+    request: &'a SnapshotRequest,
+}
+
+impl SnapshotSession {
+    fn candidate(&self, outcomes: &[Result<SnapshotValue, ResourceError>]) -> Snapshot {
+        let mut candidate = Snapshot::parts(self.id.clone(), self.created_at);
+        for value in outcomes.iter().flatten() {
+            candidate.push_value(value.clone());
+        }
+        candidate.finish()
+    }
+
+    /// Re-acquires the oldest value from another source, repeatedly, until
+    /// the skew fits or no new (key, source) pair is left. Fallback values
+    /// are never written to the shared cache. Returns the acceptance
+    /// violations of the fixed candidate, or `None` when exhausted.
+    async fn consistency_fallback(
+        &self,
+        retry: Retry<'_>,
+        mut violation: ConsistencyViolation,
+        outcomes: &mut [Result<SnapshotValue, ResourceError>],
+        learned: &mut KeyMap<SnapshotValue>,
+    ) -> Result<Option<Vec<AcceptanceViolation>>, CoalestraError> {
+        let emit = &self.engine.emit;
+        let mut excluded: KeyMap<Vec<Arc<str>>> = KeyMap::default();
+        loop {
+            let oldest = violation.oldest().clone();
+            let source: Option<Arc<str>> = retry
+                .wanted
+                .iter()
+                .position(|k| *k == oldest)
+                .and_then(|i| outcomes[i].as_ref().ok())
+                .map(|v| v.source().into());
+            let Some(source) = source else {
+                return Ok(None);
+            };
+            let tried = excluded.entry(oldest.clone()).or_default();
+            if tried.contains(&source) {
+                return Ok(None);
+            }
+            tried.push(Arc::clone(&source));
+            emit.count(
+                "snapshot_consistency_fallback_total",
+                &[("status", "attempt")],
+            );
+            emit.count(
+                "source_fetch_total",
+                &[("status", "consistency_excluded"), ("source", &source)],
+            );
+            emit.event(|| {
+                Event::new("source_excluded")
+                    .field("resource", oldest.to_string())
+                    .field("source", &*source)
+                    .field("reason", "consistency_fallback")
+            });
+            emit.event(|| {
+                Event::new("snapshot_consistency_fallback_started")
+                    .field("snapshot_id", &*self.id)
+                    .field("resource", oldest.to_string())
+                    .field("excluded_source", &*source)
+                    .field(
+                        "observation_skew_ms",
+                        violation.observation_skew().as_secs_f64() * 1000.0,
+                    )
+                    .field(
+                        "max_observation_skew_ms",
+                        violation.max_observation_skew().as_secs_f64() * 1000.0,
+                    )
+            });
+            let again: Vec<ResourceKey> = dependents(retry.pinned, std::slice::from_ref(&oldest))
+                .into_iter()
+                .filter(|k| retry.wanted.contains(k))
+                .collect();
+            let mut pinned = retry.staged.clone();
+            for (key, value) in learned.iter() {
+                if !again.contains(key) {
+                    pinned.insert(key.clone(), value.clone());
+                }
+            }
+            let mut job = self.job(pinned);
+            job.bypass_cache = true;
+            job.write_cache = false;
+            job.excluded = excluded.clone();
+            let job = Arc::new(job);
+            let results = self.engine.resolve(&again, &job, &[]).await?;
+            let failed: Vec<String> = results
+                .iter()
+                .filter_map(|r| r.as_ref().err().map(|e| e.key().to_string()))
+                .collect();
+            if !failed.is_empty() {
+                emit.count(
+                    "snapshot_consistency_fallback_total",
+                    &[("status", "exhausted")],
+                );
+                emit.event(|| {
+                    Event::new("snapshot_consistency_fallback_exhausted")
+                        .field("snapshot_id", &*self.id)
+                        .field("resource", oldest.to_string())
+                        .field("excluded_source", &*source)
+                        .field("failed_resources", failed.join(","))
+                });
+                return Ok(None);
+            }
+            for (key, result) in again.iter().zip(results) {
+                if let Some(i) = retry.wanted.iter().position(|k| k == key) {
+                    outcomes[i] = result;
+                }
+            }
+            learned.extend(job.take_learned());
+            let (consistency, acceptance) = self
+                .engine
+                .evaluate_contracts(retry.request, &self.candidate(outcomes));
+            match consistency {
+                None => {
+                    emit.count(
+                        "snapshot_consistency_fallback_total",
+                        &[("status", "success")],
+                    );
+                    let replacement = retry
+                        .wanted
+                        .iter()
+                        .position(|k| *k == oldest)
+                        .and_then(|i| outcomes[i].as_ref().ok().cloned());
+                    emit.event(|| {
+                        let (src, at) = replacement
+                            .map(|v| (v.source().to_owned(), v.observed_at().as_secs()))
+                            .unwrap_or_default();
+                        Event::new("snapshot_consistency_fallback_succeeded")
+                            .field("snapshot_id", &*self.id)
+                            .field("resource", oldest.to_string())
+                            .field("excluded_source", &*source)
+                            .field("replacement_source", src)
+                            .field("replacement_observed_at", at)
+                    });
+                    return Ok(Some(acceptance));
+                }
+                Some(next) => violation = next,
+            }
+        }
     }
 }
