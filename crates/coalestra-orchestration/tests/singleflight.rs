@@ -1,0 +1,863 @@
+//! Catalogue area 6: single-flight, coalescing and cancellation — one fetch
+//! per key across concurrent builds (single and batch sources), joiners
+//! marked coalesced, cancellation of waiters and of the only caller, shared
+//! failures, the in-flight registry never leaking, dependencies owned by the
+//! same resolution tree, and joiners honouring their own deadline
+//! (B6.1–B6.13).
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coalestra_cache::MemoryCache;
+use coalestra_core::{
+    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
+    FetchContext, FnBatchSource, FnDerivedSource, FnSource, ManualClock, ResiliencePolicy,
+    ResourceKey, RetryPolicy, Snapshot, SnapshotCache, SourceError, SourceOptions, SourceOutput,
+    SourceRef, Timestamp, WriteResult,
+};
+use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_test::{key, Gate, RecordingSink};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+// ---------------------------------------------------------------- helpers
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn new_log() -> Log {
+    Arc::default()
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.lock().expect("log lock poisoned").clone()
+}
+
+fn count(log: &Log, entry: &str) -> usize {
+    entries(log).iter().filter(|e| *e == entry).count()
+}
+
+fn single_attempt() -> ResiliencePolicy {
+    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
+}
+
+fn config(sources: Vec<SourceRef>, clock: &ManualClock) -> BuilderConfig {
+    SnapshotBuilder::builder(sources)
+        .clock(Arc::new(clock.clone()))
+        .resilience(single_attempt())
+}
+
+/// Lets every spawned task run until all of them are blocked: with paused
+/// time the runtime only advances the clock once nothing else can run.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// A single source logging each key, held at `gate`, then answering `value`.
+fn gated(name: &'static str, value: u64, gate: &Gate, log: &Log) -> FnSource {
+    let gate = gate.clone();
+    let log = log.clone();
+    FnSource::new(name, move |key: ResourceKey, _ctx: FetchContext| {
+        let gate = gate.clone();
+        let log = log.clone();
+        async move {
+            log.lock().expect("log lock poisoned").push(key.to_string());
+            gate.pass().await;
+            Ok(SourceOutput::new(value))
+        }
+    })
+}
+
+/// A single source held at `gate`, then failing.
+fn gated_failure(gate: &Gate, log: &Log) -> FnSource {
+    let gate = gate.clone();
+    let log = log.clone();
+    FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
+        let gate = gate.clone();
+        let log = log.clone();
+        async move {
+            log.lock().expect("log lock poisoned").push(key.to_string());
+            gate.pass().await;
+            Err(SourceError::unavailable("rest is down"))
+        }
+    })
+}
+
+type Batches = Arc<Mutex<Vec<Vec<ResourceKey>>>>;
+
+fn batch_calls(batches: &Batches) -> Vec<Vec<ResourceKey>> {
+    batches.lock().expect("batch log poisoned").clone()
+}
+
+/// A batch source recording its calls, held at `gate`, answering 1 per key.
+fn gated_batch(gate: &Gate, batches: &Batches) -> FnBatchSource {
+    let gate = gate.clone();
+    let batches = Arc::clone(batches);
+    FnBatchSource::new(
+        "batch",
+        move |keys: Vec<ResourceKey>, _ctx: FetchContext| {
+            let gate = gate.clone();
+            batches
+                .lock()
+                .expect("batch log poisoned")
+                .push(keys.clone());
+            async move {
+                gate.pass().await;
+                Ok(keys
+                    .into_iter()
+                    .map(|k| (k, SourceOutput::new(1_u64)))
+                    .collect())
+            }
+        },
+    )
+}
+
+fn spawn_build(
+    builder: &SnapshotBuilder,
+    keys: Vec<ResourceKey>,
+    options: BuildOptions,
+) -> tokio::task::JoinHandle<Result<Snapshot, coalestra_core::CoalestraError>> {
+    let builder = builder.clone();
+    tokio::spawn(async move { builder.build_with(keys, options).await })
+}
+
+// ------------------------------------------------------------- coalescing
+
+#[tokio::test(start_paused = true)]
+async fn b6_1_concurrent_builds_coalesce_an_identical_resource() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 123, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let first = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let second = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    settle().await;
+    assert_eq!(
+        gate.arrivals(),
+        1,
+        "the second build joins instead of calling"
+    );
+    assert_eq!(builder.in_flight(), 1);
+    gate.open();
+    let first = first.await.expect("task").expect("first build");
+    let second = second.await.expect("task").expect("second build");
+
+    assert_eq!(*first.value::<u64>(&price).expect("value"), 123);
+    assert_eq!(*second.value::<u64>(&price).expect("value"), 123);
+    assert_eq!(entries(&log).len(), 1);
+    let coalesced = [&first, &second]
+        .iter()
+        .filter(|s| s.get(&price).expect("value").is_coalesced())
+        .count();
+    assert_eq!(coalesced, 1, "exactly the joiner is marked coalesced");
+    assert_eq!(builder.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn overlapping_builds_fetch_the_shared_key_once() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 5, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let (a, b, c) = (
+        key("market:price:A"),
+        key("market:price:B"),
+        key("market:price:C"),
+    );
+
+    let first = spawn_build(&builder, vec![a.clone(), b.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(2).await;
+    let second = spawn_build(&builder, vec![b.clone(), c.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(3).await;
+    settle().await;
+    assert_eq!(gate.arrivals(), 3, "B is not fetched a second time");
+    assert_eq!(builder.in_flight(), 3);
+    gate.open();
+    let first = first.await.expect("task").expect("first build");
+    let second = second.await.expect("task").expect("second build");
+
+    assert_eq!(count(&log, "market:price:A"), 1);
+    assert_eq!(count(&log, "market:price:B"), 1);
+    assert_eq!(count(&log, "market:price:C"), 1);
+    assert_eq!(entries(&log).len(), 3);
+    assert!(!first.get(&a).expect("a").is_coalesced());
+    assert!(!first.get(&b).expect("b").is_coalesced());
+    assert!(second.get(&b).expect("b").is_coalesced());
+    assert!(!second.get(&c).expect("c").is_coalesced());
+    assert!(first
+        .get(&b)
+        .expect("b")
+        .same_revision(second.get(&b).expect("b")));
+    assert_eq!(
+        second
+            .diagnostics()
+            .expect("diagnostics")
+            .coalesced_requests,
+        1
+    );
+    assert_eq!(builder.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn thousand_concurrent_builds_of_one_key_make_exactly_one_source_call() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 7, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let mut builds = JoinSet::new();
+    for _ in 0..1_000 {
+        let builder = builder.clone();
+        let price = price.clone();
+        builds.spawn(async move { builder.build([price]).await });
+    }
+    gate.wait_for_arrivals(1).await;
+    settle().await;
+    assert_eq!(gate.arrivals(), 1);
+    gate.open();
+    let mut coalesced = 0;
+    let mut done = 0;
+    while let Some(result) = builds.join_next().await {
+        let snapshot = result.expect("task").expect("build");
+        assert_eq!(*snapshot.value::<u64>(&price).expect("value"), 7);
+        if snapshot.get(&price).expect("value").is_coalesced() {
+            coalesced += 1;
+        }
+        done += 1;
+    }
+
+    assert_eq!(done, 1_000);
+    assert_eq!(entries(&log).len(), 1);
+    assert_eq!(coalesced, 999);
+    assert_eq!(builder.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn b6_2_concurrent_identical_batch_builds_share_one_batch_call() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let batches: Batches = Arc::default();
+    let builder = config(vec![gated_batch(&gate, &batches).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let keys = vec![
+        key("market:price:BTC"),
+        key("market:price:ETH"),
+        key("market:price:SOL"),
+    ];
+
+    let first = spawn_build(&builder, keys.clone(), BuildOptions::new());
+    let second = spawn_build(&builder, keys.clone(), BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    settle().await;
+    gate.open();
+    let first = first.await.expect("task").expect("first build");
+    let second = second.await.expect("task").expect("second build");
+
+    assert_eq!(batch_calls(&batches), vec![keys.clone()]);
+    for snapshot in [&first, &second] {
+        for k in &keys {
+            assert_eq!(*snapshot.value::<u64>(k).expect("value"), 1);
+        }
+    }
+    let all_coalesced = |s: &Snapshot| keys.iter().all(|k| s.get(k).expect("value").is_coalesced());
+    let none_coalesced = |s: &Snapshot| {
+        keys.iter()
+            .all(|k| !s.get(k).expect("value").is_coalesced())
+    };
+    assert!(
+        (all_coalesced(&first) && none_coalesced(&second))
+            || (all_coalesced(&second) && none_coalesced(&first)),
+        "one snapshot joined every key, the other joined none"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn b6_3_overlapping_batch_builds_coalesce_shared_keys() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let batches: Batches = Arc::default();
+    let builder = config(vec![gated_batch(&gate, &batches).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let (btc, eth, sol) = (
+        key("market:price:BTC"),
+        key("market:price:ETH"),
+        key("market:price:SOL"),
+    );
+
+    let first = spawn_build(
+        &builder,
+        vec![btc.clone(), eth.clone()],
+        BuildOptions::new(),
+    );
+    gate.wait_for_arrivals(1).await;
+    let second = spawn_build(
+        &builder,
+        vec![eth.clone(), sol.clone()],
+        BuildOptions::new(),
+    );
+    gate.wait_for_arrivals(2).await;
+    gate.open();
+    let first = first.await.expect("task").expect("first build");
+    let second = second.await.expect("task").expect("second build");
+
+    let calls = batch_calls(&batches);
+    assert_eq!(
+        calls,
+        vec![vec![btc.clone(), eth.clone()], vec![sol.clone()]]
+    );
+    assert_eq!(calls.iter().flatten().filter(|k| **k == eth).count(), 1);
+    assert!(first.contains(&eth) && second.contains(&eth));
+    assert!(second.get(&eth).expect("eth").is_coalesced());
+    assert!(!second.get(&sol).expect("sol").is_coalesced());
+}
+
+#[tokio::test(start_paused = true)]
+async fn b6_6_joiner_is_marked_coalesced_counted_and_metered_by_resource_type() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let sink = RecordingSink::new();
+    let builder = config(vec![gated("rest", 1, &gate, &log).into()], &clock)
+        .metrics(Arc::new(sink.clone()))
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    let joiner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    settle().await;
+    gate.open();
+    let owner = owner.await.expect("task").expect("owner build");
+    let joiner = joiner.await.expect("task").expect("joiner build");
+
+    assert!(!owner.get(&price).expect("value").is_coalesced());
+    assert!(joiner.get(&price).expect("value").is_coalesced());
+    assert_eq!(
+        owner.diagnostics().expect("diagnostics").coalesced_requests,
+        0
+    );
+    assert_eq!(
+        joiner
+            .diagnostics()
+            .expect("diagnostics")
+            .coalesced_requests,
+        1
+    );
+    assert_eq!(
+        sink.metric_labels("singleflight_join_total"),
+        vec![vec![
+            ("resource_namespace".to_owned(), "market".to_owned()),
+            ("resource_name".to_owned(), "price".to_owned()),
+        ]],
+        "labelled by resource type only, never by subject"
+    );
+}
+
+// ----------------------------------------------------------- cancellation
+
+#[tokio::test(start_paused = true)]
+async fn b6_4_cancelled_waiter_does_not_cancel_shared_work_or_leak_the_registry() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    let waiter = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    settle().await;
+    waiter.abort();
+    let cancelled = waiter.await.expect_err("the waiter was cancelled");
+    assert!(cancelled.is_cancelled());
+    assert_eq!(builder.in_flight(), 1, "the shared fetch is still running");
+    assert_eq!(gate.waiting(), 1);
+    gate.open();
+    let owner = owner.await.expect("task").expect("owner build");
+
+    let value = owner.get(&price).expect("value");
+    assert_eq!(*value.value::<u64>().expect("u64"), 42);
+    assert!(!value.is_coalesced());
+    assert_eq!(entries(&log).len(), 1);
+    assert_eq!(builder.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_owner_does_not_cancel_the_fetch_its_joiner_waits_for() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    let joiner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    settle().await;
+    owner.abort();
+    assert!(owner.await.expect_err("cancelled").is_cancelled());
+    gate.open();
+    let joiner = joiner
+        .await
+        .expect("task")
+        .expect("joiner gets the shared value");
+
+    assert_eq!(*joiner.value::<u64>(&price).expect("value"), 42);
+    assert!(joiner.get(&price).expect("value").is_coalesced());
+    assert_eq!(entries(&log).len(), 1);
+    assert_eq!(builder.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn b6_5_cancelling_the_only_caller_lets_the_fetch_finish_and_releases_capacity() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let rest = gated("rest", 42, &gate, &log)
+        .with_max_concurrency(NonZeroUsize::new(1).expect("non-zero"));
+    let builder = config(vec![rest.into()], &clock)
+        .max_concurrency(1)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let only = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    let held = builder.capacity();
+    assert_eq!(held.global.in_use, 1);
+    assert_eq!(held.sources.get("rest").expect("rest limit").in_use, 1);
+    only.abort();
+    assert!(only.await.expect_err("cancelled").is_cancelled());
+    assert_eq!(gate.waiting(), 1, "the producer keeps running");
+    gate.open();
+    settle().await;
+
+    let released = builder.capacity();
+    assert_eq!(released.global.in_use, 0);
+    assert_eq!(released.sources.get("rest").expect("rest limit").in_use, 0);
+    assert_eq!(builder.in_flight(), 0);
+    assert_eq!(builder.active_tasks(), 0);
+    let later = tokio::time::timeout(Duration::from_millis(500), builder.build([price.clone()]))
+        .await
+        .expect("a new build completes promptly")
+        .expect("build");
+    let value = later.get(&price).expect("value");
+    assert!(
+        value.is_from_cache(),
+        "the cancelled caller's fetch landed in the cache"
+    );
+    assert_eq!(*value.value::<u64>().expect("u64"), 42);
+    assert_eq!(entries(&log).len(), 1, "no new source call");
+}
+
+// --------------------------------------------------------------- failures
+
+#[tokio::test(start_paused = true)]
+async fn b6_7_shared_failure_reaches_every_caller_with_one_source_call() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated_failure(&gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let first = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let second = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    settle().await;
+    gate.open();
+    let first = first.await.expect("task").expect_err("first fails");
+    let second = second.await.expect("task").expect_err("second fails");
+
+    for error in [&first, &second] {
+        let resource_error = error
+            .as_build()
+            .expect("build error")
+            .error(&price)
+            .expect("error of the key");
+        assert_eq!(resource_error.error_type(), "ResourceResolutionError");
+        assert_eq!(
+            resource_error.failures()[0].error.error_type(),
+            "SourceUnavailableError"
+        );
+    }
+    assert_eq!(entries(&log).len(), 1);
+    assert_eq!(builder.in_flight(), 0);
+}
+
+/// A memory cache whose writes panic: the shared fetch's task dies before it
+/// can publish its outcome.
+#[derive(Debug)]
+struct PanickingWrites(MemoryCache);
+
+#[async_trait]
+impl SnapshotCache for PanickingWrites {
+    async fn get_many(
+        &self,
+        reads: &[CacheRead],
+        now: Timestamp,
+    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
+        self.0.get_many(reads, now).await
+    }
+    async fn write_many(&self, _writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
+        panic!("cache write exploded")
+    }
+    async fn invalidate_many(&self, keys: &[ResourceKey]) -> Result<Vec<ResourceKey>, CacheError> {
+        self.0.invalidate_many(keys).await
+    }
+    async fn invalidate_namespace(&self, namespace: &str) -> Result<Vec<ResourceKey>, CacheError> {
+        self.0.invalidate_namespace(namespace).await
+    }
+    async fn clear(&self) -> Result<u64, CacheError> {
+        self.0.clear().await
+    }
+    fn stats(&self) -> CacheStats {
+        self.0.stats()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn b6_8_waiters_get_an_error_when_the_shared_fetch_dies_without_an_outcome() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 1, &gate, &log).into()], &clock)
+        .cache(Arc::new(PanickingWrites(MemoryCache::new())))
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let first = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let second = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    settle().await;
+    gate.open();
+    let outcomes = tokio::time::timeout(Duration::from_secs(5), async {
+        (first.await, second.await)
+    })
+    .await
+    .expect("waiters are woken instead of hanging");
+
+    for outcome in [outcomes.0, outcomes.1] {
+        let error = outcome
+            .expect("task")
+            .expect_err("no outcome was published");
+        let resource_error = error
+            .as_build()
+            .expect("build error")
+            .error(&price)
+            .expect("error");
+        assert!(!resource_error.failures().is_empty());
+    }
+    assert_eq!(builder.in_flight(), 0);
+    assert_eq!(builder.active_tasks(), 0);
+}
+
+// ----------------------------------------------------------- the registry
+
+#[tokio::test(start_paused = true)]
+async fn b6_9_in_flight_is_zero_when_idle_and_never_leaks() {
+    let clock = ManualClock::new(1_000.0);
+    let hang = Gate::new();
+    let slow_gate = hang.clone();
+    let source = FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
+        let gate = slow_gate.clone();
+        async move {
+            match key.subject() {
+                "OK" => Ok(SourceOutput::new(1_u64)),
+                "ERR" => Err(SourceError::unavailable("down")),
+                "PANIC" => panic!("source exploded"),
+                // Held until the source timeout or the deadline.
+                _ => {
+                    gate.pass().await;
+                    Ok(SourceOutput::new(2_u64))
+                }
+            }
+        }
+    })
+    .with_timeout(Duration::from_millis(100));
+    let builder = config(vec![source.into()], &clock)
+        .default_policy(coalestra_core::FreshnessPolicy::no_cache())
+        .build()
+        .expect("valid builder");
+    assert_eq!(builder.in_flight(), 0, "idle");
+    assert_eq!(builder.health().singleflight_in_flight, 0, "idle health");
+
+    builder
+        .build([key("market:price:OK")])
+        .await
+        .expect("success");
+    assert_eq!(builder.in_flight(), 0, "after success");
+
+    builder
+        .build([key("market:price:ERR")])
+        .await
+        .expect_err("error");
+    assert_eq!(builder.in_flight(), 0, "after error");
+
+    builder
+        .build([key("market:price:PANIC")])
+        .await
+        .expect_err("panic");
+    assert_eq!(builder.in_flight(), 0, "after panic");
+
+    let timed_out = builder
+        .build([key("market:price:SLOW")])
+        .await
+        .expect_err("timeout");
+    let failure = &timed_out.as_build().expect("build error").errors()[0].failures()[0];
+    assert!(failure.error.is_timeout(), "{failure}");
+    assert_eq!(builder.in_flight(), 0, "after source timeout");
+
+    let expired = builder
+        .build_with(
+            [key("market:price:SLOWER")],
+            BuildOptions::new().deadline(Duration::from_millis(20)),
+        )
+        .await
+        .expect_err("deadline");
+    assert!(expired
+        .as_build()
+        .expect("build error")
+        .is_deadline_exceeded());
+    // The caller returns at its deadline; the detached fetch, bound by the
+    // same deadline, ends at that instant in its own task. Let it finish
+    // (the gate stays closed: nothing but the deadline can end it).
+    settle().await;
+    assert_eq!(builder.in_flight(), 0, "after deadline");
+    assert_eq!(
+        hang.waiting(),
+        0,
+        "the held call was dropped at the deadline"
+    );
+
+    let cancelled = spawn_build(
+        &builder,
+        vec![key("market:price:HELD")],
+        BuildOptions::new(),
+    );
+    hang.wait_for_arrivals(3).await;
+    assert_eq!(builder.health().singleflight_in_flight, 1, "while held");
+    cancelled.abort();
+    assert!(cancelled.await.expect_err("cancelled").is_cancelled());
+    hang.open();
+    settle().await;
+    assert_eq!(builder.in_flight(), 0, "after cancellation");
+    assert_eq!(builder.health().singleflight_in_flight, 0);
+    assert_eq!(builder.active_tasks(), 0);
+    assert_eq!(builder.capacity().global.in_use, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn b6_10_requested_resource_can_also_be_a_dependency_without_deadlock() {
+    let clock = ManualClock::new(1_000.0);
+    let raw_calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&raw_calls);
+    let raw = FnSource::new("raw", move |_key: ResourceKey, _ctx: FetchContext| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(SourceOutput::new(10_u64))
+        }
+    })
+    .with_supports(|k: &ResourceKey| k.name() == "raw");
+    let value_a = FnDerivedSource::sync(
+        "value-a",
+        |k: &ResourceKey| vec![key(&format!("calc:raw:{}", k.subject()))],
+        |k: &ResourceKey, deps: &Snapshot, _ctx: &FetchContext| {
+            let raw = deps
+                .value::<u64>(&key(&format!("calc:raw:{}", k.subject())))
+                .map_err(SourceError::protocol)?;
+            Ok(SourceOutput::new(raw * 2))
+        },
+    )
+    .with_supports(|k: &ResourceKey| k.name() == "value_a");
+    let chain = FnDerivedSource::sync(
+        "chain",
+        |k: &ResourceKey| vec![key(&format!("calc:value_a:{}", k.subject()))],
+        |k: &ResourceKey, deps: &Snapshot, _ctx: &FetchContext| {
+            let a = deps
+                .value::<u64>(&key(&format!("calc:value_a:{}", k.subject())))
+                .map_err(SourceError::protocol)?;
+            Ok(SourceOutput::new(a + 1))
+        },
+    )
+    .with_supports(|k: &ResourceKey| k.name() == "chain");
+    let builder = config(vec![chain.into(), value_a.into(), raw.into()], &clock)
+        .build()
+        .expect("valid builder");
+    let (chain_key, a_key, raw_key) = (
+        key("calc:chain:X"),
+        key("calc:value_a:X"),
+        key("calc:raw:X"),
+    );
+
+    let snapshot = tokio::time::timeout(
+        Duration::from_secs(1),
+        builder.build([chain_key.clone(), a_key.clone(), raw_key.clone()]),
+    )
+    .await
+    .expect("no self-deadlock")
+    .expect("build");
+
+    assert_eq!(*snapshot.value::<u64>(&raw_key).expect("raw"), 10);
+    assert_eq!(*snapshot.value::<u64>(&a_key).expect("value_a"), 20);
+    assert_eq!(*snapshot.value::<u64>(&chain_key).expect("chain"), 21);
+    assert_eq!(raw_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(builder.in_flight(), 0);
+}
+
+// -------------------------------------------------------------- deadlines
+
+/// A source that counts arrivals at an open gate, then takes 300 ms.
+fn slow_source(arrivals: &Gate, log: &Log) -> FnSource {
+    let gate = arrivals.clone();
+    let log = log.clone();
+    FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
+        let gate = gate.clone();
+        let log = log.clone();
+        async move {
+            log.lock().expect("log lock poisoned").push(key.to_string());
+            gate.pass().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok(SourceOutput::new(9_u64))
+        }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn b6_11_joiner_honours_its_own_deadline_while_the_owner_gets_the_value() {
+    let clock = ManualClock::new(1_000.0);
+    let arrivals = Gate::new();
+    arrivals.open();
+    let log = new_log();
+    let builder = config(vec![slow_source(&arrivals, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let owner_started = Instant::now();
+    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    arrivals.wait_for_arrivals(1).await;
+    let joiner_started = Instant::now();
+    let error = builder
+        .build_with(
+            [price.clone()],
+            BuildOptions::new().deadline(Duration::from_millis(50)),
+        )
+        .await
+        .expect_err("the joiner's deadline expires first");
+    let joiner_elapsed = joiner_started.elapsed();
+
+    assert_eq!(
+        joiner_elapsed,
+        Duration::from_millis(50),
+        "returned at its own deadline"
+    );
+    let build_error = error.as_build().expect("build error");
+    assert!(build_error.is_deadline_exceeded(), "{error}");
+    let failure = &build_error.error(&price).expect("error").failures()[0];
+    assert_eq!(failure.error.error_type(), "SnapshotDeadlineExceededError");
+    assert_eq!(&*failure.source, "snapshot");
+    assert!(
+        build_error.snapshot().is_none(),
+        "no partial snapshot past the deadline"
+    );
+
+    let owner = owner.await.expect("task").expect("owner build");
+    assert_eq!(owner_started.elapsed(), Duration::from_millis(300));
+    assert_eq!(*owner.value::<u64>(&price).expect("value"), 9);
+    assert_eq!(entries(&log).len(), 1);
+    assert_eq!(builder.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn b6_12_non_strict_joiner_past_its_deadline_reports_the_key_only_as_an_error() {
+    let clock = ManualClock::new(1_000.0);
+    let arrivals = Gate::new();
+    arrivals.open();
+    let log = new_log();
+    let builder = config(vec![slow_source(&arrivals, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    arrivals.wait_for_arrivals(1).await;
+    let snapshot = builder
+        .build_with(
+            [price.clone()],
+            BuildOptions::new()
+                .deadline(Duration::from_millis(50))
+                .strict(false),
+        )
+        .await
+        .expect("non-strict");
+
+    assert!(
+        snapshot.get(&price).is_none(),
+        "not both a value and an error"
+    );
+    assert!(snapshot
+        .error(&price)
+        .expect("error")
+        .is_deadline_exceeded());
+    owner.await.expect("task").expect("owner build");
+}
+
+// ---------------------------------------------------------- shared payload
+
+#[tokio::test(start_paused = true)]
+async fn b6_13_coalesced_callers_share_one_immutable_payload() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let gate_in = gate.clone();
+    let rest = FnSource::new("rest", move |_key: ResourceKey, _ctx: FetchContext| {
+        let gate = gate_in.clone();
+        async move {
+            gate.pass().await;
+            Ok(SourceOutput::new(vec![1_u64, 2, 3]))
+        }
+    });
+    let builder = config(vec![rest.into()], &clock)
+        .build()
+        .expect("valid builder");
+    let book = key("market:book:BTC");
+
+    let first = spawn_build(&builder, vec![book.clone()], BuildOptions::new());
+    let second = spawn_build(&builder, vec![book.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    settle().await;
+    gate.open();
+    let first = first.await.expect("task").expect("first build");
+    let second = second.await.expect("task").expect("second build");
+
+    let a = first.get(&book).expect("value");
+    let b = second.get(&book).expect("value");
+    assert!(
+        a.payload().ptr_eq(b.payload()),
+        "one Arc shared by both callers"
+    );
+    assert!(a.same_revision(b));
+    assert_eq!(gate.arrivals(), 1);
+}
