@@ -132,6 +132,12 @@ impl SnapshotBuilder {
                 .field("failed", s.errors().len() as i64)
                 .field("build_failed", failed)
                 .field("strict", strict)
+                .field(
+                    "diagnostics",
+                    s.diagnostics()
+                        .map(|d| d.to_json().to_string())
+                        .unwrap_or_default(),
+                )
         });
         evaluated.into_result(strict)
     }
@@ -222,7 +228,7 @@ impl SnapshotBuilder {
             }
             None => None,
         };
-        Ok(Job::new(ctx, deadline))
+        Ok(Job::new(ctx, deadline, engine.max_pending.get()))
     }
 
     /// Opens a multi-stage session sharing this builder's capacity, circuits

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use coalestra_core::source::validate_declarations;
-use coalestra_core::{ConfigError, Execution, ResiliencePolicy, ResourceKey, SourceRef};
+use coalestra_core::{
+    ConfigError, Execution, ResiliencePolicy, ResourceKey, SourceError, SourceRef,
+};
 use coalestra_resilience::ResilienceResolver;
 use dashmap::DashMap;
 
@@ -93,27 +95,28 @@ impl SourceCatalog {
         &self.entries
     }
 
-    /// Whether `entry` supports `key`, using the support cache.
+    /// Whether `entry` supports `key`, using the support cache; a panicking
+    /// predicate is reported as a failure of the source (and not cached).
     pub(crate) fn supports(
         &self,
         entry: &SourceEntry,
         key: &ResourceKey,
         stats: &BuildStats,
-    ) -> bool {
+    ) -> Result<bool, SourceError> {
         let Some(cache) = &entry.support else {
             return guarded_supports(entry, key);
         };
         if let Some(answer) = cache.get(key) {
             BuildStats::bump(&stats.support_cache_hits);
-            return *answer;
+            return Ok(*answer);
         }
         BuildStats::bump(&stats.support_cache_misses);
-        let answer = guarded_supports(entry, key);
+        let answer = guarded_supports(entry, key)?;
         if cache.len() >= self.support_limit {
             cache.clear();
         }
         cache.insert(key.clone(), answer);
-        answer
+        Ok(answer)
     }
 
     /// Entries in all support caches.
@@ -138,10 +141,12 @@ impl SourceCatalog {
     }
 }
 
-/// A panicking `supports` counts as "not supported".
-fn guarded_supports(entry: &SourceEntry, key: &ResourceKey) -> bool {
+/// Runs `supports`, turning a panic into a failure.
+fn guarded_supports(entry: &SourceEntry, key: &ResourceKey) -> Result<bool, SourceError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         entry.source.info().supports(key)
     }))
-    .unwrap_or(false)
+    .map_err(|p| SourceError::Panicked {
+        message: format!("supports() panicked: {}", crate::invoke::panic_message(p)).into(),
+    })
 }

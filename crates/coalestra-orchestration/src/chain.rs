@@ -77,16 +77,25 @@ impl Engine {
                     }
                 }
             }
-            let supported: Vec<usize> = (0..keys.len())
-                .filter(|&i| {
-                    states[i].open()
-                        && !job
-                            .excluded
-                            .get(&keys[i])
-                            .is_some_and(|names| names.contains(&entry.name))
-                        && self.catalog.supports(entry, &keys[i], &job.stats)
-                })
-                .collect();
+            let mut supported: Vec<usize> = Vec::new();
+            for i in 0..keys.len() {
+                let excluded = job
+                    .excluded
+                    .get(&keys[i])
+                    .is_some_and(|names| names.contains(&entry.name));
+                if !states[i].open() || excluded {
+                    continue;
+                }
+                match self.catalog.supports(entry, &keys[i], &job.stats) {
+                    Ok(true) => supported.push(i),
+                    Ok(false) => {}
+                    Err(error) => {
+                        states[i]
+                            .failures
+                            .push(SourceFailure::new(entry.name.clone(), error, 0))
+                    }
+                }
+            }
             if supported.is_empty() {
                 continue;
             }
@@ -96,6 +105,7 @@ impl Engine {
                         dispatch_bounded(supported.iter().copied(), self.max_pending, |i| {
                             let key = &keys[i];
                             async move {
+                                let _slot = job.gate.acquire().await;
                                 let _busy = self.worker();
                                 (i, self.attempt_single(entry, source, key, job).await)
                             }
@@ -116,6 +126,7 @@ impl Engine {
                         let chunk_keys: Vec<ResourceKey> =
                             chunk.iter().map(|&i| keys[i].clone()).collect();
                         async move {
+                            let _slot = job.gate.acquire().await;
                             let _busy = self.worker();
                             let attempts = self.attempt_batch(entry, source, chunk_keys, job).await;
                             (chunk, attempts)

@@ -83,6 +83,9 @@ impl Engine {
             }
         }
         let dependencies = parts.finish();
+        // Bounded like every attempt of the job, but only now: waiting for
+        // dependencies never holds a dispatch slot.
+        let _slot = job.gate.acquire().await;
         let permit = match self.admit(entry, key) {
             Ok(p) => p,
             Err(e) => return KeyAttempt::failed(entry, e, 0),

@@ -25,6 +25,9 @@ pub(crate) struct Job {
     pub(crate) excluded: KeyMap<Vec<Arc<str>>>,
     /// Whether results are written to the shared cache.
     pub(crate) write_cache: bool,
+    /// Bounds the source attempts of this job running at once to the
+    /// builder's `max_pending_tasks`; never held while waiting on other keys.
+    pub(crate) gate: tokio::sync::Semaphore,
     /// Whether a deadline miss was already counted for this job.
     pub(crate) deadline_noted: std::sync::atomic::AtomicBool,
     /// Whether this job is a background refresh (it schedules no refresh and
@@ -33,8 +36,9 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(ctx: FetchContext, deadline: Option<Instant>) -> Self {
+    pub(crate) fn new(ctx: FetchContext, deadline: Option<Instant>, width: usize) -> Self {
         Self {
+            gate: tokio::sync::Semaphore::new(width.max(1)),
             ctx,
             deadline,
             stats: BuildStats::default(),
@@ -79,6 +83,9 @@ pub(crate) enum Memo {
     Pending,
     /// Being resolved by a nested (dependency) resolution.
     Nested(Arc<Flight>),
+    /// Being resolved by a chain that never waits on other keys: safe to
+    /// wait for.
+    Running(Arc<Flight>),
     /// Finished.
     Done(Outcome),
 }
@@ -123,6 +130,14 @@ impl Tree {
         }
     }
 
+    /// Marks keys whose chain never waits on other keys as running.
+    pub(crate) fn running(&self, key: &ResourceKey, flight: Arc<Flight>) {
+        let mut state = self.lock();
+        if !matches!(state.memo.get(key), Some(Memo::Done(_))) {
+            state.memo.insert(key.clone(), Memo::Running(flight));
+        }
+    }
+
     /// Registers a nested resolution of `key` (owner of a global flight).
     pub(crate) fn nested(&self, key: &ResourceKey, flight: Arc<Flight>) {
         self.lock().memo.insert(key.clone(), Memo::Nested(flight));
@@ -141,7 +156,7 @@ impl Tree {
                     .insert(key.clone(), Memo::Nested(Arc::clone(&flight)));
                 TreeLookup::Claimed(flight)
             }
-            Some(Memo::Nested(flight)) => {
+            Some(Memo::Nested(flight)) | Some(Memo::Running(flight)) => {
                 let flight = Arc::clone(flight);
                 if state.reaches(key, path) {
                     TreeLookup::Cycle

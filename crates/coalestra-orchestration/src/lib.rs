@@ -26,6 +26,7 @@ mod guarantee;
 mod health;
 mod invoke;
 mod job;
+mod owned;
 mod refresh;
 mod resolve;
 mod revalidate;

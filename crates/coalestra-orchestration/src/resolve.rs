@@ -13,6 +13,7 @@ use coalestra_core::{
 use crate::engine::Engine;
 use crate::flight::{Flight, Outcome, Reservation};
 use crate::job::{Job, TreeLookup};
+use crate::owned::Owned;
 use crate::stats::BuildStats;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -287,31 +288,32 @@ impl Engine {
                 for (i, guard) in &owned {
                     waits.push((*i, Arc::clone(guard.flight()), false));
                 }
-                let guards: Vec<_> = owned.into_iter().map(|(_, g)| g).collect();
+                let work: Vec<(ResourceKey, Owned)> = owned
+                    .into_iter()
+                    .map(|(_, g)| (g.key().clone(), Owned::Guard(g)))
+                    .collect();
                 let engine = Arc::clone(self);
                 let task_job = Arc::clone(job);
                 // The shared work is detached from this caller: cancelling the
                 // caller never cancels a fetch other callers may be waiting for.
                 self.tasks.spawn(async move {
-                    let results = engine.run_chain(&keys, &task_job, &[]).await;
-                    for (guard, outcome) in guards.into_iter().zip(results) {
-                        guard.complete(outcome);
-                    }
+                    engine.run_owned(work, &task_job, &[]).await;
                 });
             }
         } else if !owned.is_empty() || !claimed.is_empty() {
-            let mut chain_keys: Vec<ResourceKey> =
-                owned.iter().map(|(_, g)| g.key().clone()).collect();
-            chain_keys.extend(claimed.iter().map(|(i, _)| keys[*i].clone()));
-            let results = self.run_chain(&chain_keys, job, path).await;
-            let mut results = results.into_iter();
-            for ((i, guard), outcome) in owned.into_iter().zip(results.by_ref()) {
-                outcomes[i] = Some(outcome.clone());
-                guard.complete(outcome);
+            let mut indices = Vec::new();
+            let mut work: Vec<(ResourceKey, Owned)> = Vec::new();
+            for (i, guard) in owned {
+                indices.push(i);
+                work.push((guard.key().clone(), Owned::Guard(guard)));
             }
-            for ((i, flight), outcome) in claimed.into_iter().zip(results) {
-                outcomes[i] = Some(outcome.clone());
-                flight.complete(outcome);
+            for (i, flight) in claimed {
+                indices.push(i);
+                work.push((keys[i].clone(), Owned::Claimed(flight)));
+            }
+            let results = self.run_owned(work, job, path).await;
+            for (i, outcome) in indices.into_iter().zip(results) {
+                outcomes[i] = Some(outcome);
             }
         }
         let waiter = path.last();

@@ -355,7 +355,6 @@ fn assert_released(builder: &SnapshotBuilder, seed: u64) {
     let capacity = builder.capacity();
     assert_eq!(capacity.global.in_use, 0, "seed {seed}: {capacity:?}");
     assert_eq!(capacity.global.waiting, 0, "seed {seed}: {capacity:?}");
-    assert!(!capacity.sources.is_empty(), "limited sources are listed");
     for (name, limit) in &capacity.sources {
         assert_eq!(limit.in_use, 0, "seed {seed}: {name} in use: {capacity:?}");
         assert_eq!(
@@ -509,7 +508,6 @@ async fn storm_of_builds_leaves_no_capacity_or_work_behind() {
 
 // The same storm with a concurrency-limited derived source on top.
 #[tokio::test(start_paused = true)]
-#[ignore = "engine bug: cross-build deadlock between derived keys and shared fetches (see two_builds_owning_each_others_dependencies_do_not_deadlock)"]
 async fn storm_with_derived_sources_leaves_no_capacity_or_work_behind() {
     for seed in [11, 99] {
         run_storm(seed, true).await;
@@ -522,7 +520,6 @@ async fn storm_with_derived_sources_leaves_no_capacity_or_work_behind() {
 // build owns, and a build's shared fetches are completed only when its whole
 // chain (derivations included) has finished, so neither ever completes.
 #[tokio::test(start_paused = true)]
-#[ignore = "engine bug: a build's shared-fetch flights complete only after its whole chain (resolve.rs spawn: guards completed after run_chain returns), so two builds whose derived keys depend on each other's plain keys deadlock"]
 async fn two_builds_owning_each_others_dependencies_do_not_deadlock() {
     let prices = FnSource::new(
         "prices",
