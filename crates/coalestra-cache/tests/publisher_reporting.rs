@@ -29,12 +29,20 @@ struct Recorder {
 }
 
 impl EventSink for Recorder {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         self.events.lock().unwrap().push(event);
     }
 }
 
 impl MetricsSink for Recorder {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn increment(&self, name: &'static str, labels: &[Label<'_>], _value: u64) {
         let labels = labels
             .iter()
@@ -50,6 +58,10 @@ impl MetricsSink for Recorder {
 struct Disabled;
 
 impl EventSink for Disabled {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, _event: Event) {
         panic!("a disabled event sink was called");
     }
@@ -59,6 +71,10 @@ impl EventSink for Disabled {
 }
 
 impl MetricsSink for Disabled {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn increment(&self, _name: &'static str, _labels: &[Label<'_>], _value: u64) {
         panic!("a disabled metrics sink was called");
     }

@@ -46,6 +46,12 @@ pub trait EventSink: Send + Sync + fmt::Debug {
     fn enabled(&self) -> bool {
         true
     }
+    /// Whether `emit` returns at once, whatever the downstream does
+    /// (default `false`: the builder then buffers the sink off the
+    /// acquisition path).
+    fn is_non_blocking(&self) -> bool {
+        false
+    }
 }
 
 /// A metric label: a low-cardinality name and value.
@@ -61,6 +67,12 @@ pub trait MetricsSink: Send + Sync + fmt::Debug {
     fn enabled(&self) -> bool {
         true
     }
+    /// Whether recording returns at once, whatever the downstream does
+    /// (default `false`: the builder then buffers the sink off the
+    /// acquisition path).
+    fn is_non_blocking(&self) -> bool {
+        false
+    }
 }
 
 /// A sink that discards everything and reports itself disabled.
@@ -72,6 +84,9 @@ impl EventSink for NullSink {
     fn enabled(&self) -> bool {
         false
     }
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
 }
 
 impl MetricsSink for NullSink {
@@ -79,5 +94,8 @@ impl MetricsSink for NullSink {
     fn observe(&self, _name: &'static str, _labels: &[Label<'_>], _value: f64) {}
     fn enabled(&self) -> bool {
         false
+    }
+    fn is_non_blocking(&self) -> bool {
+        true
     }
 }

@@ -147,6 +147,10 @@ impl CardinalityGuard {
 }
 
 impl MetricsSink for CardinalityGuard {
+    fn is_non_blocking(&self) -> bool {
+        self.inner().is_non_blocking()
+    }
+
     fn increment(&self, name: &'static str, labels: &[Label<'_>], value: u64) {
         self.filtered(labels, |labels| self.inner.increment(name, labels, value));
     }

@@ -101,6 +101,10 @@ impl MetricsFacadeSink {
 }
 
 impl MetricsSink for MetricsFacadeSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn increment(&self, name: &'static str, labels: &[Label<'_>], value: u64) {
         let name = self.exported_name(name);
         metrics::counter!(name, Self::facade_labels(labels)).increment(value);

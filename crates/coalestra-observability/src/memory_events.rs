@@ -70,6 +70,10 @@ impl MemoryEventSink {
 }
 
 impl EventSink for MemoryEventSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         self.recording().push(event);
     }

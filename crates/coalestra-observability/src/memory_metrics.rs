@@ -158,6 +158,10 @@ impl MemoryMetricsSink {
 }
 
 impl MetricsSink for MemoryMetricsSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn increment(&self, name: &'static str, labels: &[Label<'_>], value: u64) {
         let key = (name, owned_labels(labels));
         let mut recording = self.recording();

@@ -98,6 +98,10 @@ macro_rules! forward_at {
 }
 
 impl EventSink for TracingEventSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         // `tracing` needs the level at compile time, hence one call site per level.
         if self.level == Level::ERROR {

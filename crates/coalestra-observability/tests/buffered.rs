@@ -47,6 +47,10 @@ struct GatedSink {
 }
 
 impl EventSink for GatedSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         // The test may have stopped listening; delivery goes on regardless.
         let _ = self.entered.send(event.name);
@@ -62,6 +66,10 @@ struct PanickingSink {
 }
 
 impl EventSink for PanickingSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         assert!(event.name != "boom", "deliberate failure of a test sink");
         self.record.emit(event);
@@ -76,6 +84,10 @@ struct DropSignal {
 }
 
 impl EventSink for DropSignal {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         self.record.emit(event);
     }
@@ -292,6 +304,10 @@ async fn flush_does_not_wait_for_records_emitted_after_it() {
         record: MemoryEventSink,
     }
     impl EventSink for HoldsLate {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
         fn emit(&self, event: Event) {
             if event.name == "late" {
                 let _ = self.entered.send(event.name);

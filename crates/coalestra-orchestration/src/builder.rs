@@ -269,6 +269,13 @@ impl SnapshotBuilder {
         self.engine.closed.store(true, Ordering::Release);
         self.engine.refreshes.wait().await;
         self.engine.tasks.wait_idle().await;
+        // Drain the builder's own buffers last: everything above may emit.
+        if let Some(events) = &self.engine.buffers.events {
+            let _ = events.close().await;
+        }
+        if let Some(metrics) = &self.engine.buffers.metrics {
+            let _ = metrics.close().await;
+        }
     }
 
     /// Whether the builder is closed.

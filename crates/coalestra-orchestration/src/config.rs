@@ -14,12 +14,13 @@ use coalestra_core::{
     ObservationPolicy, PolicyResolver, ResiliencePolicy, SharedClock, SnapshotCache, SourceRef,
     SystemClock,
 };
+use coalestra_observability::{BufferConfig, BufferedEventSink, BufferedMetricsSink};
 use coalestra_resilience::{CircuitBreakers, ResilienceResolver};
 
 use crate::builder::SnapshotBuilder;
 use crate::catalog::SourceCatalog;
 use crate::emit::Emitter;
-use crate::engine::{Engine, HealthCounters};
+use crate::engine::{Buffers, Engine, HealthCounters};
 
 /// The default builder-wide concurrency limit.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 8;
@@ -48,6 +49,21 @@ pub struct BuilderConfig {
     allow_unsafe_blocking: bool,
     transport_grace: Duration,
     dispatch_grace: Duration,
+    buffering: ObservabilityBuffering,
+    buffer: BufferConfig,
+}
+
+/// Whether the builder moves sink delivery off the acquisition path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ObservabilityBuffering {
+    /// Buffer sinks that do not declare themselves non-blocking (default).
+    #[default]
+    Auto,
+    /// Buffer every enabled sink (never an already buffered one).
+    Always,
+    /// Never buffer.
+    Never,
 }
 
 impl BuilderConfig {
@@ -70,6 +86,8 @@ impl BuilderConfig {
             allow_unsafe_blocking: false,
             transport_grace: DEFAULT_TRANSPORT_GRACE,
             dispatch_grace: Duration::ZERO,
+            buffering: ObservabilityBuffering::Auto,
+            buffer: BufferConfig::default(),
         }
     }
 
@@ -169,6 +187,17 @@ impl BuilderConfig {
         self
     }
 
+    /// Chooses when sinks are buffered (default: those that may block).
+    pub fn observability_buffering(mut self, mode: ObservabilityBuffering) -> Self {
+        self.buffering = mode;
+        self
+    }
+    /// Configures the buffers the builder creates.
+    pub fn observability_buffer(mut self, config: BufferConfig) -> Self {
+        self.buffer = config;
+        self
+    }
+
     /// Validates everything and creates the builder.
     pub fn build(self) -> Result<SnapshotBuilder, ConfigError> {
         let max_concurrency = NonZeroUsize::new(self.max_concurrency).ok_or(ConfigError::Zero {
@@ -221,6 +250,29 @@ impl BuilderConfig {
             None => Arc::new(MemoryCache::new()),
         };
         let cache_validates_deps = cache.validates_dependency_versions();
+        self.buffer.validate()?;
+        let wrap = |non_blocking: bool, enabled: bool| match self.buffering {
+            ObservabilityBuffering::Never => false,
+            ObservabilityBuffering::Always => enabled,
+            ObservabilityBuffering::Auto => enabled && !non_blocking,
+        };
+        let mut buffers = Buffers::default();
+        let events: Arc<dyn EventSink> =
+            if wrap(self.events.is_non_blocking(), self.events.enabled()) {
+                let sink = Arc::new(BufferedEventSink::new(self.events, self.buffer)?);
+                buffers.events = Some(Arc::clone(&sink));
+                sink
+            } else {
+                self.events
+            };
+        let metrics: Arc<dyn MetricsSink> =
+            if wrap(self.metrics.is_non_blocking(), self.metrics.enabled()) {
+                let sink = Arc::new(BufferedMetricsSink::new(self.metrics, self.buffer)?);
+                buffers.metrics = Some(Arc::clone(&sink));
+                sink
+            } else {
+                self.metrics
+            };
         let engine = Engine {
             catalog,
             cache,
@@ -235,7 +287,8 @@ impl BuilderConfig {
             flights: Default::default(),
             refreshes: Default::default(),
             tasks: Default::default(),
-            emit: Emitter::new(self.events, self.metrics),
+            emit: Emitter::new(events, metrics),
+            buffers,
             health: HealthCounters::default(),
             transport_grace: self.transport_grace,
             dispatch_grace: self.dispatch_grace,

@@ -30,6 +30,13 @@ pub(crate) struct HealthCounters {
     pub(crate) transport_violations: dashmap::DashMap<String, u64>,
 }
 
+/// Buffered sinks the builder created (and must close).
+#[derive(Default)]
+pub(crate) struct Buffers {
+    pub(crate) events: Option<Arc<coalestra_observability::BufferedEventSink>>,
+    pub(crate) metrics: Option<Arc<coalestra_observability::BufferedMetricsSink>>,
+}
+
 /// Everything one builder owns.
 pub(crate) struct Engine {
     pub(crate) catalog: SourceCatalog,
@@ -46,6 +53,7 @@ pub(crate) struct Engine {
     pub(crate) refreshes: RefreshRegistry,
     pub(crate) tasks: TaskTracker,
     pub(crate) emit: Emitter,
+    pub(crate) buffers: Buffers,
     pub(crate) health: HealthCounters,
     pub(crate) closed: AtomicBool,
     pub(crate) active_workers: std::sync::atomic::AtomicUsize,

@@ -222,6 +222,29 @@ impl SnapshotBuilder {
             observability_shutdown_timeout_count: 0,
             assessment: None,
         };
+        let buffers = [
+            ("events", e.buffers.events.as_ref().map(|b| b.stats())),
+            ("metrics", e.buffers.metrics.as_ref().map(|b| b.stats())),
+        ];
+        for (name, stats) in buffers {
+            if let Some(s) = stats {
+                health = health.with_buffer(
+                    name,
+                    BufferHealth {
+                        enqueued: s.enqueued,
+                        delivered: s.delivered,
+                        dropped: s.dropped,
+                        failures: s.failures,
+                        pending: s.pending as u64,
+                        max_pending: s.max_pending as u64,
+                        peak_pending: s.peak_pending as u64,
+                        closed: s.closed,
+                        worker_alive: s.worker_alive,
+                        shutdown_timeout_count: s.shutdown_timeout_count,
+                    },
+                );
+            }
+        }
         health.assessment = Some(health.assess(&HealthAssessmentPolicy::default(), None));
         health
     }

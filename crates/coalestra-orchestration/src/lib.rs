@@ -41,7 +41,9 @@ pub use builder::SnapshotBuilder;
 pub use capabilities::{
     capabilities, require_capabilities, Capabilities, CapabilityRequirementError, FEATURES,
 };
-pub use config::{BuilderConfig, DEFAULT_MAX_CONCURRENCY, DEFAULT_SUPPORT_CACHE_ENTRIES};
+pub use config::{
+    BuilderConfig, ObservabilityBuffering, DEFAULT_MAX_CONCURRENCY, DEFAULT_SUPPORT_CACHE_ENTRIES,
+};
 pub use guarantee::{GuaranteeStatus, TimeoutGuarantee};
 pub use health::{BufferHealth, BuilderHealth, HEALTH_SCHEMA, HEALTH_SCHEMA_VERSION};
 pub use revalidate::RevalidateOptions;

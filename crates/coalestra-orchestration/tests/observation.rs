@@ -85,12 +85,20 @@ struct Recorder {
 }
 
 impl EventSink for Recorder {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         self.events.lock().expect("lock").push(event);
     }
 }
 
 impl MetricsSink for Recorder {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn increment(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
         let labels = labels
             .iter()

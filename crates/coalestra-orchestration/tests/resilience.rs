@@ -275,6 +275,10 @@ impl Recorder {
 }
 
 impl MetricsSink for Recorder {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn increment(&self, name: &'static str, labels: &[Label<'_>], value: u64) {
         let labels = labels
             .iter()
@@ -289,6 +293,10 @@ impl MetricsSink for Recorder {
 }
 
 impl EventSink for Recorder {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         self.events.lock().expect("recorder lock").push(event);
     }

@@ -174,12 +174,20 @@ impl RecordingSink {
 }
 
 impl EventSink for RecordingSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         self.recorded().events.push(event);
     }
 }
 
 impl MetricsSink for RecordingSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn increment(&self, name: &'static str, labels: &[Label<'_>], value: u64) {
         self.record(name, labels, MetricValue::Counter(value));
     }

@@ -54,12 +54,23 @@ pub use coalestra_core::{
 };
 
 #[doc(inline)]
+pub use coalestra_blocking::{
+    BlockingError, BlockingOptions, BlockingPublisher, BlockingSession, BlockingSnapshotBuilder,
+    SubmissionBacklogFull, SubmissionError, SubmissionHandle,
+};
+#[doc(inline)]
 pub use coalestra_cache::{
     MemoryCache, MemoryCacheConfig, PublishOptions, PublishResult, PublishStatus, PublisherConfig,
     ResourcePublisher, ResourceUpdate,
 };
 #[doc(inline)]
 pub use coalestra_concurrency::{CapacitySnapshot, LimitSnapshot};
+#[doc(inline)]
+pub use coalestra_observability::{
+    allowed_metric_labels, BufferConfig, BufferStats, BufferedEventSink, BufferedMetricsSink,
+    CardinalityGuard, MemoryEventSink, MemoryMetricsSink, MetricsFacadeSink,
+    ObservabilityShutdownTimeout, OverflowPolicy, TracingEventSink,
+};
 #[doc(inline)]
 pub use coalestra_orchestration::{
     capabilities, require_capabilities, BufferHealth, BuilderConfig, BuilderHealth, Capabilities,

@@ -129,6 +129,10 @@ impl BufferedEventSink {
 }
 
 impl EventSink for BufferedEventSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn emit(&self, event: Event) {
         self.queue.push(event);
     }

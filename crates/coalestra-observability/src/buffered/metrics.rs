@@ -166,6 +166,10 @@ impl BufferedMetricsSink {
 }
 
 impl MetricsSink for BufferedMetricsSink {
+    fn is_non_blocking(&self) -> bool {
+        true
+    }
+
     fn increment(&self, name: &'static str, labels: &[Label<'_>], value: u64) {
         self.queue.push(MetricRecord::Increment {
             name,
