@@ -2,11 +2,15 @@
 
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coalestra_core::{BuildOptions, CoalestraError, ResourceKey, Snapshot, SnapshotRequest};
-use coalestra_orchestration::{SessionOptions, SnapshotBuilder};
+use coalestra_core::{
+    BuildOptions, CoalestraError, RequestDegradationPolicy, ResourceKey, Snapshot, SnapshotRequest,
+    SnapshotResult,
+};
+use coalestra_orchestration::{BuilderHealth, SessionOptions, SnapshotBuilder};
 
 use crate::bridge::Bridge;
 use crate::error::{inside_async_context, BlockingError};
@@ -101,6 +105,56 @@ impl BlockingSnapshotBuilder {
     ) -> Result<Snapshot, BlockingError> {
         let request = request.clone();
         self.execute(move |builder| async move { builder.build_request(&request, options).await })
+    }
+
+    /// Builds a request and classifies the outcome; see
+    /// [`SnapshotBuilder::try_build_request`].
+    ///
+    /// # Errors
+    ///
+    /// Only facade errors (closed, inside an async context); build problems
+    /// are reported in the result.
+    pub fn try_build_request(
+        &self,
+        request: &SnapshotRequest,
+        options: BuildOptions,
+        policy: &RequestDegradationPolicy,
+    ) -> Result<SnapshotResult, BlockingError> {
+        let request = request.clone();
+        let policy = policy.clone();
+        self.execute(move |builder| async move {
+            Ok(builder.try_build_request(&request, options, &policy).await)
+        })
+    }
+
+    /// Builds many requests and classifies each; see
+    /// [`SnapshotBuilder::try_build_requests`].
+    ///
+    /// # Errors
+    ///
+    /// Only facade errors.
+    pub fn try_build_requests(
+        &self,
+        requests: &[SnapshotRequest],
+        options: BuildOptions,
+        policy: &RequestDegradationPolicy,
+        max_concurrent: Option<NonZeroUsize>,
+    ) -> Result<Vec<SnapshotResult>, BlockingError> {
+        let requests = requests.to_vec();
+        let policy = policy.clone();
+        self.execute(move |builder| async move {
+            Ok(builder
+                .try_build_requests(&requests, options, &policy, max_concurrent)
+                .await)
+        })
+    }
+
+    /// The builder's health with this facade's submission backlog.
+    pub fn health(&self) -> BuilderHealth {
+        self.builder().health().with_submissions(
+            self.pending_submissions() as u64,
+            self.max_pending_submissions() as u64,
+        )
     }
 
     /// Runs any async operation of the builder on the facade's runtime and

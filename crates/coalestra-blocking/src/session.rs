@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use coalestra_core::{ResourceKey, Snapshot, SnapshotRequest};
+use coalestra_core::{
+    RequestDegradationPolicy, ResourceKey, Snapshot, SnapshotRequest, SnapshotResult,
+};
 use coalestra_orchestration::{ResolveOptions, RevalidateOptions, SnapshotSession};
 
 use crate::bridge::Bridge;
@@ -70,6 +72,28 @@ impl BlockingSession {
         let session = Arc::clone(&self.session);
         self.bridge
             .call(async move { session.resolve_request(&request, options).await })
+    }
+
+    /// Resolves a request in a new stage and classifies the outcome; see
+    /// [`SnapshotSession::try_resolve_request`].
+    ///
+    /// # Errors
+    ///
+    /// Only facade errors.
+    pub fn try_resolve_request(
+        &self,
+        request: &SnapshotRequest,
+        options: ResolveOptions,
+        policy: &RequestDegradationPolicy,
+    ) -> Result<SnapshotResult, BlockingError> {
+        let request = request.clone();
+        let policy = policy.clone();
+        let session = Arc::clone(&self.session);
+        self.bridge.call(async move {
+            Ok(session
+                .try_resolve_request(&request, options, &policy)
+                .await)
+        })
     }
 
     /// Re-resolves pinned `keys` and their pinned dependents, committing all

@@ -309,3 +309,50 @@ fn a_facade_serves_many_threads_at_once() {
         Err(BlockingError::Closed)
     ));
 }
+
+#[test]
+fn try_apis_and_health_through_the_facade() {
+    use coalestra_core::RequestDegradationPolicy;
+
+    let ok = key("market:price:BTC");
+    let bad = key("market:price:DOGE");
+    let source = MockSource::new("rest")
+        .value(&ok, 7_i64)
+        .always_fail(&bad, SourceError::unavailable("no such market"));
+    let facade = facade(
+        config(vec![source.into()]).build().unwrap(),
+        BlockingOptions::new().max_pending_submissions(10),
+    );
+    let policy = RequestDegradationPolicy::default();
+    let accepted = SnapshotRequest::required([ok.clone()]).unwrap();
+    let rejected = SnapshotRequest::required([bad.clone()]).unwrap();
+
+    let result = facade
+        .try_build_request(&accepted, BuildOptions::new(), &policy)
+        .unwrap();
+    assert!(result.is_accepted(), "{}", result.reason());
+    assert_eq!(*result.snapshot().value::<i64>(&ok).unwrap(), 7);
+
+    let results = facade
+        .try_build_requests(
+            &[accepted.clone(), rejected],
+            BuildOptions::new(),
+            &policy,
+            None,
+        )
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results[0].is_accepted());
+    assert!(results[1].is_rejected());
+
+    let session = facade.session(SessionOptions::new()).unwrap();
+    let staged = session
+        .try_resolve_request(&accepted, ResolveOptions::new(), &policy)
+        .unwrap();
+    assert!(staged.is_accepted());
+
+    let health = facade.health();
+    assert_eq!(health.pending_submissions, 0);
+    assert_eq!(health.max_pending_submissions, Some(10));
+    facade.close().unwrap();
+}

@@ -180,12 +180,11 @@ impl SnapshotSession {
         } else {
             health.revalidation_failures.fetch_add(1, Ordering::Relaxed);
         }
-        let mut diagnostics = job.stats.diagnostics();
-        diagnostics.requested_resources = wanted.len() as u64;
-        diagnostics.failed_resources = errors.len() as u64;
-        diagnostics.resolved_resources = (wanted.len() - errors.len()) as u64;
-        diagnostics.duration = started.elapsed();
-        state.diagnostics = diagnostics;
+        crate::session::accumulate(
+            &mut state.diagnostics,
+            &job.stats.diagnostics(),
+            started.elapsed(),
+        );
         let snapshot = self.assemble(&state);
         let status = if committed { "success" } else { "error" };
         self.engine

@@ -275,16 +275,8 @@ impl SnapshotSession {
                 state.visible.push(key.clone());
             }
         }
-        let mut diagnostics = job.stats.diagnostics();
-        diagnostics.requested_resources = keys.len() as u64;
-        diagnostics.resolved_resources = keys
-            .iter()
-            .filter(|k| state.pinned.contains_key(*k))
-            .count() as u64;
-        diagnostics.failed_resources =
-            diagnostics.requested_resources - diagnostics.resolved_resources;
-        diagnostics.duration = started.elapsed();
-        state.diagnostics = diagnostics;
+        let stage = job.stats.diagnostics();
+        accumulate(&mut state.diagnostics, &stage, started.elapsed());
         let snapshot = self.assemble(&state);
         let required_errors: Vec<ResourceError> = request
             .required_keys()
@@ -314,6 +306,15 @@ impl SnapshotSession {
     }
 
     pub(crate) fn assemble(&self, state: &SessionState) -> Snapshot {
+        let mut diagnostics = state.diagnostics.clone();
+        diagnostics.requested_resources = state.visible.len() as u64;
+        diagnostics.resolved_resources = state
+            .visible
+            .iter()
+            .filter(|k| state.pinned.contains_key(*k))
+            .count() as u64;
+        diagnostics.failed_resources =
+            diagnostics.requested_resources - diagnostics.resolved_resources;
         let mut parts =
             Snapshot::parts(self.id.clone(), self.created_at).metadata(self.metadata.clone());
         let mut oldest: Option<Timestamp> = None;
@@ -328,7 +329,6 @@ impl SnapshotSession {
                 parts.push_error(error.clone());
             }
         }
-        let mut diagnostics = state.diagnostics.clone();
         if let (Some(o), Some(n)) = (oldest, newest) {
             diagnostics.observation_skew = n.saturating_since(o);
         }
@@ -343,5 +343,43 @@ impl SnapshotSession {
         state.pinned.clear();
         state.errors.clear();
         state.visible.clear();
+    }
+}
+
+/// Adds one stage's counters to the session's running totals.
+pub(crate) fn accumulate(
+    total: &mut SnapshotDiagnostics,
+    stage: &SnapshotDiagnostics,
+    elapsed: std::time::Duration,
+) {
+    total.duration += elapsed;
+    total.cache_hits += stage.cache_hits;
+    total.cache_misses += stage.cache_misses;
+    total.cache_batch_reads += stage.cache_batch_reads;
+    total.cache_batch_writes += stage.cache_batch_writes;
+    total.stale_values += stage.stale_values;
+    total.coalesced_requests += stage.coalesced_requests;
+    total.source_calls += stage.source_calls;
+    total.batch_calls += stage.batch_calls;
+    total.derived_calls += stage.derived_calls;
+    total.batch_chunks += stage.batch_chunks;
+    total.refresh_scheduled += stage.refresh_scheduled;
+    total.refresh_completed += stage.refresh_completed;
+    total.refresh_failed += stage.refresh_failed;
+    total.support_cache_hits += stage.support_cache_hits;
+    total.support_cache_misses += stage.support_cache_misses;
+    total.retries += stage.retries;
+    total.future_timestamp_rejections += stage.future_timestamp_rejections;
+    for (source, calls) in &stage.source_calls_by_source {
+        *total
+            .source_calls_by_source
+            .entry(source.clone())
+            .or_default() += calls;
+    }
+    for (source, latency) in &stage.source_latency_by_source {
+        *total
+            .source_latency_by_source
+            .entry(source.clone())
+            .or_default() += *latency;
     }
 }

@@ -401,7 +401,6 @@ async fn stage_snapshots_are_immutable_and_the_session_snapshot_has_diagnostics(
 
 // B13.23 (source-only in the original)
 #[tokio::test(start_paused = true)]
-#[ignore = "engine bug: session diagnostics are per stage; requested_resources is not the distinct keys requested across stages (session.rs stage())"]
 async fn b13_23_session_diagnostics_accumulate_across_stages() {
     let clock = ManualClock::new(1_000.0);
     let calls = Calls::default();
