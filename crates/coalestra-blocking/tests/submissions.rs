@@ -388,3 +388,71 @@ fn submitted_inputs_are_captured_when_the_call_returns() {
     assert!(cache.peek(&b).is_none());
     assert_eq!(cache.write_calls(), 1);
 }
+
+#[test]
+fn many_producer_threads_lose_nothing_and_the_newest_revision_wins() {
+    const THREADS: usize = 8;
+    const KEYS: usize = 16;
+    const PER_THREAD: usize = 60;
+    let cache = TestCache::passing();
+    let (source, _) = source_value("rest");
+    let facade = Arc::new(facade_with_cache(
+        vec![source.into()],
+        &cache,
+        BlockingOptions::new().max_pending_submissions(THREADS * PER_THREAD),
+    ));
+    let start = Arc::new(Barrier::new(THREADS));
+    let producers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let facade = Arc::clone(&facade);
+            let start = Arc::clone(&start);
+            std::thread::spawn(move || {
+                let publisher = facade.publisher();
+                start.wait();
+                let mut handles = Vec::new();
+                for i in 0..PER_THREAD {
+                    // Each (thread, i) is a distinct revision; its observation
+                    // time is unique across threads.
+                    let k = key(&format!("market:price:S{}", (t * 7 + i) % KEYS));
+                    let at = NOW - 1_000.0 + (i * THREADS + t) as f64;
+                    let options =
+                        PublishOptions::new("stream").observed_at(Timestamp::from_secs(at));
+                    let handle = publisher
+                        .submit_publish(k, Payload::new(at), options)
+                        .expect("the backlog has room for every submission");
+                    handles.push(handle);
+                }
+                handles
+                    .into_iter()
+                    .map(|h| h.wait().expect("each publication completes"))
+                    .count()
+            })
+        })
+        .collect();
+    let completed: usize = producers
+        .into_iter()
+        .map(|p| p.join().expect("producer thread"))
+        .sum();
+    assert_eq!(completed, THREADS * PER_THREAD, "nothing lost");
+    assert_eq!(facade.pending_submissions(), 0);
+
+    // The shadow model: per key, the newest observation ever offered.
+    let mut newest = std::collections::HashMap::new();
+    for t in 0..THREADS {
+        for i in 0..PER_THREAD {
+            let k = (t * 7 + i) % KEYS;
+            let at = NOW - 1_000.0 + (i * THREADS + t) as f64;
+            let entry = newest.entry(k).or_insert(f64::MIN);
+            if at > *entry {
+                *entry = at;
+            }
+        }
+    }
+    for (k, at) in newest {
+        let stored = cache
+            .peek(&key(&format!("market:price:S{k}")))
+            .expect("every key was published");
+        assert_eq!(stored.observed_at().as_secs(), at, "key S{k}");
+        assert_eq!(*stored.value::<f64>().unwrap(), at);
+    }
+}
