@@ -338,10 +338,11 @@ impl Engine {
         self.note_retries(job, outcome.attempts);
         let attempts = outcome.attempts;
         let latency = outcome.result.as_ref().map(|(_, l)| *l).unwrap_or_default();
-        let status = if outcome.result.is_ok() {
-            "success"
-        } else {
-            "failure"
+        let status = match &outcome.result {
+            Ok(_) => "success",
+            Err(e) if e.is_queue_timeout() => "queue_timeout",
+            Err(e) if e.is_deadline_exceeded() => "deadline_exceeded",
+            Err(_) => "failure",
         };
         self.emit.count(
             "source_batch_call_total",

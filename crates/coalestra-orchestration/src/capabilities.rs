@@ -7,6 +7,7 @@ use serde::Serialize;
 
 /// Stable feature names, sorted.
 pub const FEATURES: &[&str] = &[
+    "automatic_observability_buffering",
     "blocking_source_timeout_guarantees",
     "builder_health_assessment",
     "builder_health_serialization",
@@ -135,7 +136,7 @@ pub fn require_capabilities(
     let mut mismatches = BTreeMap::new();
     for (name, min) in schemas {
         let current = caps.schemas.get(name).copied();
-        if current.is_none_or(|c| c < *min) {
+        if *min < 1 || current.is_none_or(|c| c < *min) {
             mismatches.insert((*name).to_owned(), (*min, current));
         }
     }

@@ -110,12 +110,16 @@ pub struct BuilderHealth {
     pub observability_buffers: BTreeMap<String, BufferHealth>,
     /// Records waiting in those buffers.
     pub observability_pending: u64,
+    /// The highest backlog any of those buffers saw.
+    pub observability_peak_pending: u64,
     /// Records dropped by those buffers.
     pub observability_dropped_count: u64,
     /// Downstream failures of those buffers.
     pub observability_failure_count: u64,
     /// Buffer close calls that timed out.
     pub observability_shutdown_timeout_count: u64,
+    /// Whether a buffer was closed but its worker still runs.
+    pub observability_shutdown_incomplete: bool,
     /// The assessment against the default policy.
     pub assessment: Option<HealthAssessment>,
 }
@@ -154,6 +158,8 @@ impl BuilderHealth {
         self.observability_dropped_count += buffer.dropped;
         self.observability_failure_count += buffer.failures;
         self.observability_shutdown_timeout_count += buffer.shutdown_timeout_count;
+        self.observability_peak_pending = self.observability_peak_pending.max(buffer.peak_pending);
+        self.observability_shutdown_incomplete |= buffer.closed && buffer.worker_alive;
         self.observability_buffers.insert(name.to_owned(), buffer);
         self.assessment = Some(self.assess(&HealthAssessmentPolicy::default(), None));
         self
@@ -217,7 +223,9 @@ impl SnapshotBuilder {
             max_pending_submissions: None,
             observability_buffers: BTreeMap::new(),
             observability_pending: 0,
+            observability_peak_pending: 0,
             observability_dropped_count: 0,
+            observability_shutdown_incomplete: false,
             observability_failure_count: 0,
             observability_shutdown_timeout_count: 0,
             assessment: None,

@@ -17,6 +17,8 @@ pub(crate) struct Job {
     pub(crate) tree: Tree,
     /// Bypass the cache for these reads (revalidation, refresh).
     pub(crate) bypass_cache: bool,
+    /// Why the cache is bypassed, when a caller asked for it.
+    pub(crate) bypass_reason: Option<&'static str>,
     /// Values pinned by a session; served before the cache.
     pub(crate) pinned: Arc<KeyMap<SnapshotValue>>,
     /// Every value resolved by the job (sessions pin them).
@@ -44,6 +46,7 @@ impl Job {
             stats: BuildStats::default(),
             tree: Tree::default(),
             bypass_cache: false,
+            bypass_reason: None,
             pinned: Arc::new(KeyMap::default()),
             learned: None,
             excluded: KeyMap::default(),

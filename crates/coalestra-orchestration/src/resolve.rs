@@ -53,12 +53,20 @@ impl Engine {
                     .await?;
             } else {
                 BuildStats::add(&job.stats.cache_misses, unpinned.len() as u64);
-                for &i in &unpinned {
-                    self.emit.count_resource(
-                        "cache_access_total",
-                        &keys[i],
-                        &[("status", "revalidation_bypass")],
-                    );
+                if let Some(reason) = job.bypass_reason {
+                    for &i in &unpinned {
+                        let key = &keys[i];
+                        self.emit.count_resource(
+                            "cache_access_total",
+                            key,
+                            &[("status", "revalidation_bypass")],
+                        );
+                        self.emit.event(|| {
+                            Event::new("cache_bypassed")
+                                .field("resource", key.to_string())
+                                .field("reason", reason)
+                        });
+                    }
                 }
             }
             let missing: Vec<usize> = (0..keys.len()).filter(|&i| outcomes[i].is_none()).collect();

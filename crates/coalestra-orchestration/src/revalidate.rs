@@ -127,6 +127,7 @@ impl SnapshotSession {
             .collect();
         let mut job = self.job(staged.clone());
         job.bypass_cache = options.force_refresh;
+        job.bypass_reason = options.force_refresh.then_some("session_revalidation");
         let job = Arc::new(job);
         let mut outcomes = self.engine.resolve(&wanted, &job, &[]).await?;
         let mut learned = job.take_learned();
@@ -313,6 +314,7 @@ impl SnapshotSession {
             }
             let mut job = self.job(pinned);
             job.bypass_cache = true;
+            job.bypass_reason = Some("session_revalidation");
             job.write_cache = false;
             job.excluded = excluded.clone();
             let job = Arc::new(job);
