@@ -304,9 +304,9 @@ async fn flush_does_not_wait_for_records_emitted_after_it() {
         record: MemoryEventSink,
     }
     impl EventSink for HoldsLate {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
+        fn is_non_blocking(&self) -> bool {
+            true
+        }
 
         fn emit(&self, event: Event) {
             if event.name == "late" {
