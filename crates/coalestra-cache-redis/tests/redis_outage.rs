@@ -94,6 +94,12 @@ async fn builds_survive_a_redis_outage_and_the_cache_recovers() {
     assert!(stats.l2_fallbacks >= 1);
     let health = builder.health();
     assert!(!health.closed);
+    assert!(health.cache.degraded, "health reports the degraded cache");
+    let assessment = health.assessment.as_ref().expect("assessed");
+    assert!(
+        assessment.reasons.contains(&"cache_degraded"),
+        "{assessment:?}"
+    );
     // The breaker is open: further calls are refused without trying.
     for _ in 0..5 {
         build().await;
@@ -115,6 +121,7 @@ async fn builds_survive_a_redis_outage_and_the_cache_recovers() {
         !stats.degraded && stats.l2_available && stats.pubsub_connected,
         "{stats:?}"
     );
+    assert!(!builder.health().cache.degraded, "health recovers too");
 
     // Writes reach Redis again: another process sees the next revision.
     tiered.invalidate(&k).await.unwrap();

@@ -203,6 +203,9 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Entries removed because they were past `max_stale`.
     pub expirations: u64,
+    /// Whether the cache works with reduced guarantees (for example a remote
+    /// tier unreachable and only a local tier serving).
+    pub degraded: bool,
 }
 
 /// A cache tier.

@@ -313,6 +313,16 @@ pub(crate) fn assess(
             );
         }
     }
+    if h.cache.degraded {
+        f.push(
+            "cache_degraded",
+            Severity::Degraded,
+            "cache.degraded",
+            1.0,
+            1.0,
+            String::new(),
+        );
+    }
     let open = h.circuits_in(CircuitStatus::Open);
     if open > 0 {
         f.push(

@@ -260,8 +260,10 @@ impl RedisCache {
         let local = inner.local.stats();
         let local_entries = local.size;
         let link = &inner.link.counters;
+        let mut cache = inner.counters.merged_into(local);
+        cache.degraded = !inner.link.is_available();
         RedisStats {
-            cache: inner.counters.merged_into(local),
+            cache,
             local_entries,
             local_only_writes: load(&inner.counters.local_only_writes),
             encode_failures: load(&inner.counters.encode_failures),

@@ -234,6 +234,7 @@ impl TieredCache {
         cache.evictions = l1.evictions;
         cache.expirations = l1.expirations + l2.cache.expirations;
         let pubsub_connected = self.is_subscribed();
+        cache.degraded = !l2.available || !pubsub_connected;
         TieredStats {
             cache,
             l1,
