@@ -46,6 +46,8 @@ pub use acceptance::{
     SnapshotAcceptancePolicy, SnapshotAcceptancePolicyBuilder, SnapshotRequirement,
 };
 pub use adapters::{Declarations, FnBatchSource, FnDerivedSource, FnSource, SourceOptions};
+/// The attribute macro source and cache traits are written with.
+pub use async_trait::async_trait;
 pub use authority::{AuthorityResolver, SourceAuthorityPolicy};
 pub use cache::{
     CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, Freshness, SnapshotCache,

@@ -1,6 +1,7 @@
 //! The source chain: every unresolved key goes through the sources in
 //! descending priority until one returns a fresh value.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
@@ -57,6 +58,69 @@ impl Engine {
         n
     }
 
+    /// One source's attempt at the keys waiting on it.
+    async fn run_level(
+        self: &Arc<Self>,
+        entry: &SourceEntry,
+        supported: Vec<usize>,
+        keys: &[ResourceKey],
+        job: &Arc<Job>,
+        path: &[ResourceKey],
+    ) -> Vec<(usize, KeyAttempt)> {
+        match &entry.source {
+            SourceRef::Single(source) => {
+                dispatch_bounded(supported, self.max_pending, |i| {
+                    let key = &keys[i];
+                    async move {
+                        let _slot = job.gate.acquire().await;
+                        let _busy = self.worker();
+                        (i, self.attempt_single(entry, source, key, job).await)
+                    }
+                })
+                .await
+            }
+            SourceRef::Batch(source) => {
+                let size = source
+                    .max_batch_size()
+                    .map_or(supported.len(), NonZeroUsize::get)
+                    .max(1);
+                let chunks: Vec<Vec<usize>> =
+                    supported.chunks(size).map(<[usize]>::to_vec).collect();
+                let results = dispatch_bounded(chunks, self.workers_for(entry), |chunk| {
+                    let chunk_keys: Vec<ResourceKey> =
+                        chunk.iter().map(|&i| keys[i].clone()).collect();
+                    async move {
+                        let _slot = job.gate.acquire().await;
+                        let _busy = self.worker();
+                        let attempts = self.attempt_batch(entry, source, chunk_keys, job).await;
+                        (chunk, attempts)
+                    }
+                })
+                .await;
+                let mut out = Vec::new();
+                for (chunk, attempts) in results {
+                    for (key, attempt) in attempts {
+                        if let Some(&i) = chunk.iter().find(|&&i| keys[i] == key) {
+                            out.push((i, attempt));
+                        }
+                    }
+                }
+                out
+            }
+            SourceRef::Derived(source) => {
+                dispatch_bounded(supported, self.max_pending, |i| {
+                    let key = &keys[i];
+                    async move {
+                        let _busy = self.worker();
+                        (i, self.attempt_derived(entry, source, key, job, path).await)
+                    }
+                })
+                .await
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Runs the chain for `keys` and writes fresh results to the cache.
     pub(crate) async fn run_chain(
         self: &Arc<Self>,
@@ -65,7 +129,12 @@ impl Engine {
         path: &[ResourceKey],
     ) -> Vec<Outcome> {
         let mut states: Vec<KeyState> = keys.iter().map(|_| KeyState::default()).collect();
-        for entry in self.catalog.entries() {
+        let entries = self.catalog.entries();
+        // Per key, the index of the next source to consider: every key visits
+        // sources in descending priority, but keys waiting on different
+        // sources proceed concurrently.
+        let mut next: Vec<usize> = vec![0; keys.len()];
+        loop {
             if path.is_empty() {
                 for (state, key) in states.iter_mut().zip(keys) {
                     if state.open() {
@@ -77,91 +146,53 @@ impl Engine {
                     }
                 }
             }
-            let mut supported: Vec<usize> = Vec::new();
+            let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
             for i in 0..keys.len() {
-                let excluded = job
-                    .excluded
-                    .get(&keys[i])
-                    .is_some_and(|names| names.contains(&entry.name));
-                if !states[i].open() || excluded {
+                if !states[i].open() {
                     continue;
                 }
-                match self.catalog.supports(entry, &keys[i], &job.stats) {
-                    Ok(true) => supported.push(i),
-                    Ok(false) => {}
-                    Err(error) => {
-                        states[i]
-                            .failures
-                            .push(SourceFailure::new(entry.name.clone(), error, 0))
+                while let Some(entry) = entries.get(next[i]) {
+                    let excluded = job
+                        .excluded
+                        .get(&keys[i])
+                        .is_some_and(|names| names.contains(&entry.name));
+                    if excluded {
+                        next[i] += 1;
+                        continue;
                     }
-                }
-            }
-            if supported.is_empty() {
-                continue;
-            }
-            match &entry.source {
-                SourceRef::Single(source) => {
-                    let results =
-                        dispatch_bounded(supported.iter().copied(), self.max_pending, |i| {
-                            let key = &keys[i];
-                            async move {
-                                let _slot = job.gate.acquire().await;
-                                let _busy = self.worker();
-                                (i, self.attempt_single(entry, source, key, job).await)
-                            }
-                        })
-                        .await;
-                    for (i, attempt) in results {
-                        states[i].absorb(attempt);
-                    }
-                }
-                SourceRef::Batch(source) => {
-                    let size = source
-                        .max_batch_size()
-                        .map_or(supported.len(), NonZeroUsize::get)
-                        .max(1);
-                    let chunks: Vec<Vec<usize>> =
-                        supported.chunks(size).map(<[usize]>::to_vec).collect();
-                    let results = dispatch_bounded(chunks, self.workers_for(entry), |chunk| {
-                        let chunk_keys: Vec<ResourceKey> =
-                            chunk.iter().map(|&i| keys[i].clone()).collect();
-                        async move {
-                            let _slot = job.gate.acquire().await;
-                            let _busy = self.worker();
-                            let attempts = self.attempt_batch(entry, source, chunk_keys, job).await;
-                            (chunk, attempts)
-                        }
-                    })
-                    .await;
-                    for (chunk, attempts) in results {
-                        for (key, attempt) in attempts {
-                            if let Some(&i) = chunk.iter().find(|&&i| keys[i] == key) {
-                                states[i].absorb(attempt);
-                            }
+                    match self.catalog.supports(entry, &keys[i], &job.stats) {
+                        Ok(true) => break,
+                        Ok(false) => next[i] += 1,
+                        Err(error) => {
+                            states[i].failures.push(SourceFailure::new(
+                                entry.name.clone(),
+                                error,
+                                0,
+                            ));
+                            next[i] += 1;
                         }
                     }
                 }
-                SourceRef::Derived(source) => {
-                    let results =
-                        dispatch_bounded(supported.iter().copied(), self.max_pending, |i| {
-                            let key = &keys[i];
-                            async move {
-                                let _busy = self.worker();
-                                (i, self.attempt_derived(entry, source, key, job, path).await)
-                            }
-                        })
-                        .await;
-                    for (i, attempt) in results {
-                        states[i].absorb(attempt);
-                    }
+                if next[i] < entries.len() {
+                    groups.entry(next[i]).or_default().push(i);
+                    next[i] += 1;
                 }
-                _ => {}
             }
-            // Publish fresh values to the job's tree at once, so dependencies
-            // requested by later levels reuse them.
-            for &i in &supported {
-                if let Some(value) = &states[i].value {
-                    job.tree.finish(&keys[i], &Ok(value.clone()));
+            let Some(width) = NonZeroUsize::new(groups.len()) else {
+                break;
+            };
+            let levels = dispatch_bounded(groups, width, |(e, supported)| {
+                self.run_level(&entries[e], supported, keys, job, path)
+            })
+            .await;
+            for results in levels {
+                for (i, attempt) in results {
+                    states[i].absorb(attempt);
+                    // Publish fresh values to the job's tree at once, so
+                    // dependencies requested meanwhile reuse them.
+                    if let Some(value) = &states[i].value {
+                        job.tree.finish(&keys[i], &Ok(value.clone()));
+                    }
                 }
             }
         }

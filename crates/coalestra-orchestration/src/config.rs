@@ -43,6 +43,7 @@ pub struct BuilderConfig {
     source_limits: HashMap<String, usize>,
     default_resilience: ResiliencePolicy,
     source_resilience: Vec<(String, ResiliencePolicy)>,
+    dynamic_resilience: Option<coalestra_resilience::DynamicResiliencePolicy>,
     support_cache: Option<usize>,
     events: Arc<dyn EventSink>,
     metrics: Arc<dyn MetricsSink>,
@@ -80,6 +81,7 @@ impl BuilderConfig {
             source_limits: HashMap::new(),
             default_resilience: ResiliencePolicy::default(),
             source_resilience: Vec::new(),
+            dynamic_resilience: None,
             support_cache: Some(DEFAULT_SUPPORT_CACHE_ENTRIES),
             events: Arc::new(NullSink),
             metrics: Arc::new(NullSink),
@@ -152,6 +154,15 @@ impl BuilderConfig {
         self.source_resilience.push((source.to_owned(), policy));
         self
     }
+    /// Chooses resilience per source name dynamically; consulted after the
+    /// explicit per-source overrides and before the source's declaration.
+    pub fn resilience_resolver(
+        mut self,
+        f: impl Fn(&str) -> Option<ResiliencePolicy> + Send + Sync + 'static,
+    ) -> Self {
+        self.dynamic_resilience = Some(Arc::new(f));
+        self
+    }
     /// Bounds (or with `None` disables) the cache of `supports` answers.
     pub fn support_cache(mut self, max_entries: Option<usize>) -> Self {
         self.support_cache = max_entries;
@@ -217,6 +228,9 @@ impl BuilderConfig {
         let mut resolver = ResilienceResolver::builder().default_policy(self.default_resilience);
         for (name, policy) in self.source_resilience {
             resolver = resolver.override_source(name, policy);
+        }
+        if let Some(dynamic) = self.dynamic_resilience {
+            resolver = resolver.dynamic_shared(dynamic);
         }
         let resolver = resolver.build()?;
         let catalog = SourceCatalog::new(

@@ -1509,3 +1509,34 @@ fn resilience_policies_are_validated() {
     assert_eq!(breaker.failure_threshold(), 3);
     assert_eq!(breaker.recovery_timeout(), Duration::from_secs(10));
 }
+
+/// The builder's dynamic resilience lookup sits between explicit overrides
+/// and the source's own declaration.
+#[tokio::test(start_paused = true)]
+async fn dynamic_resilience_resolver_applies_per_source() {
+    use coalestra_core::{CircuitBreakerPolicy, ResiliencePolicy, RetryPolicy};
+    let failing = |name: &str| {
+        FnSource::new(name, |_k: ResourceKey, _ctx: FetchContext| async move {
+            Err::<SourceOutput, _>(SourceError::unavailable("down"))
+        })
+    };
+    let builder = SnapshotBuilder::builder([failing("dynamic").into()])
+        .resilience_resolver(|name| {
+            (name == "dynamic").then(|| {
+                ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
+            })
+        })
+        .build()
+        .expect("valid builder");
+    let key = ResourceKey::new("m", "price", "BTC").expect("key");
+    let snapshot = builder
+        .build_with([key.clone()], BuildOptions::new().strict(false))
+        .await
+        .expect("lenient build");
+    let error = snapshot.error(&key).expect("failed");
+    assert_eq!(
+        error.failures()[0].attempts,
+        1,
+        "the dynamic policy disabled retries"
+    );
+}

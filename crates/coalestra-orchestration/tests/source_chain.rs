@@ -1607,3 +1607,32 @@ async fn b5_40_public_behaviour_of_a_single_source_build() {
     assert_eq!(value.observed_at(), now(&clock));
     assert!(!value.is_from_cache() && !value.is_stale() && !value.is_coalesced());
 }
+
+/// Keys served by different sources do not wait for each other: a build's
+/// latency is the slowest source's, not the sum over sources.
+#[tokio::test(start_paused = true)]
+async fn keys_of_different_sources_are_fetched_concurrently() {
+    let slow = |name: &str, resource: &'static str| {
+        FnSource::new(name, |_k: ResourceKey, _ctx: FetchContext| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(SourceOutput::new(1_u64))
+        })
+        .with_supports(move |k: &ResourceKey| k.name() == resource)
+    };
+    let builder = SnapshotBuilder::builder([
+        slow("prices", "price").with_priority(10).into(),
+        slow("balances", "balance").into(),
+    ])
+    .build()
+    .expect("valid builder");
+    let started = tokio::time::Instant::now();
+    let snapshot = builder
+        .build([
+            ResourceKey::new("m", "price", "BTC").expect("key"),
+            ResourceKey::new("a", "balance", "USD").expect("key"),
+        ])
+        .await
+        .expect("build");
+    assert_eq!(snapshot.len(), 2);
+    assert_eq!(started.elapsed(), Duration::from_millis(100));
+}

@@ -65,6 +65,8 @@ pub use coalestra_cache::{
 };
 #[doc(inline)]
 pub use coalestra_concurrency::{CapacitySnapshot, LimitSnapshot};
+/// Re-exported so custom sources and caches need no extra dependency.
+pub use coalestra_core::async_trait;
 #[doc(inline)]
 pub use coalestra_observability::{
     allowed_metric_labels, BufferConfig, BufferStats, BufferedEventSink, BufferedMetricsSink,
@@ -75,8 +77,9 @@ pub use coalestra_observability::{
 pub use coalestra_orchestration::{
     capabilities, require_capabilities, BufferHealth, BuilderConfig, BuilderHealth, Capabilities,
     CapabilityRequirementError, Finding, GuaranteeStatus, HealthAssessment, HealthAssessmentPolicy,
-    ResolveOptions, RevalidateOptions, SessionOptions, Severity, SnapshotBuilder, SnapshotSession,
-    TimeoutGuarantee,
+    ObservabilityBuffering, ResolveOptions, RevalidateOptions, SessionOptions, Severity,
+    SnapshotBuilder, SnapshotSession, TimeoutGuarantee, ASSESSMENT_SCHEMA, HEALTH_SCHEMA,
+    HEALTH_SCHEMA_VERSION,
 };
 #[doc(inline)]
 pub use coalestra_resilience::{CircuitIdentity, CircuitState, CircuitStatus, RetryOn};
