@@ -15,6 +15,8 @@
 //!   crates and, in CI, the release tag), and `cargo deny check licenses bans
 //!   sources` when cargo-deny is available. See [`release_check`] for how to
 //!   add a step.
+//! * `loom` and `fuzz` — the loom models and the bounded fuzzing run of the
+//!   reliability suite. See [`reliability`].
 //! * `help` — prints usage.
 //!
 //! A failure is reported as one line on standard error and a non-zero exit
@@ -24,6 +26,7 @@
 
 mod process;
 mod release_check;
+mod reliability;
 mod test_count;
 mod versions;
 
@@ -40,6 +43,10 @@ usage: cargo xtask <command>
 commands:
   release-check [--only STEP[,STEP..]] [--skip STEP[,STEP..]] [--list]
         run the release gate (all steps unless --only/--skip are given)
+  loom [-- TEST-ARGS]
+        run the loom models (crates/coalestra-loom) with --cfg coalestra_loom
+  fuzz [--seconds N] [--target NAME]
+        run the cargo-fuzz targets for N seconds each (skips without nightly)
   help  print this message
 
 environment:
@@ -59,6 +66,21 @@ enum Invocation {
     ListSteps,
     /// `release-check` with an optional step selection.
     ReleaseCheck(Selection),
+    /// `loom` with its options.
+    Loom(reliability::LoomOptions),
+    /// `fuzz` with its options.
+    Fuzz(reliability::FuzzOptions),
+}
+
+/// Reports the result of a reliability command.
+fn finish(command: &str, result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("{command} FAILED: {reason}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -72,6 +94,12 @@ fn main() -> ExitCode {
         }
     };
     match invocation {
+        Invocation::Loom(options) => {
+            finish("loom", reliability::run_loom(&workspace_root(), &options))
+        }
+        Invocation::Fuzz(options) => {
+            finish("fuzz", reliability::run_fuzz(&workspace_root(), &options))
+        }
         Invocation::Help => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -116,6 +144,8 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
     match command.as_str() {
         "help" | "--help" | "-h" => Ok(Invocation::Help),
         "release-check" => parse_release_check(rest),
+        "loom" => reliability::parse_loom(rest).map(Invocation::Loom),
+        "fuzz" => reliability::parse_fuzz(rest).map(Invocation::Fuzz),
         other => Err(format!("unknown command {other:?}")),
     }
 }
