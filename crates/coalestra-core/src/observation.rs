@@ -45,7 +45,9 @@ impl ObservationPolicy {
         if future_tolerance < 0.0 {
             return Err(ConfigError::Negative { field: FIELD });
         }
-        Ok(Self::new(Duration::from_secs_f64(future_tolerance)))
+        let tolerance = Duration::try_from_secs_f64(future_tolerance)
+            .map_err(|_| ConfigError::invalid(FIELD, "is too large"))?;
+        Ok(Self::new(tolerance))
     }
 
     /// Whether values beyond the tolerance are rejected (default) or accepted

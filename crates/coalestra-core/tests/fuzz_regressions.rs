@@ -229,7 +229,6 @@ fn observation_policy_in_range_inputs_never_panic() {
 }
 
 #[test]
-#[ignore = "engine bug: ObservationPolicy::from_secs_f64 panics on finite values >= 2^64 s (observation.rs:48 calls Duration::from_secs_f64 instead of try_from_secs_f64)"]
 fn observation_policy_never_panics_on_any_input() {
     replay("observation_f64", harness::observation_f64);
     random_loop("observation", Lcg::seconds, |&secs| {

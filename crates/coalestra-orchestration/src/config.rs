@@ -226,6 +226,11 @@ impl BuilderConfig {
             });
         }
         let mut resolver = ResilienceResolver::builder().default_policy(self.default_resilience);
+        let source_resilience_names: Vec<(String, ())> = self
+            .source_resilience
+            .iter()
+            .map(|(n, _)| (n.clone(), ()))
+            .collect();
         for (name, policy) in self.source_resilience {
             resolver = resolver.override_source(name, policy);
         }
@@ -243,6 +248,14 @@ impl BuilderConfig {
         for entry in catalog.entries() {
             if let Some(limit) = entry.source.info().max_concurrency() {
                 capacity = capacity.with_source_limit(&*entry.name, limit);
+            }
+        }
+        for (name, _) in &source_resilience_names {
+            if !catalog.names().any(|n| n == name) {
+                return Err(ConfigError::invalid(
+                    "source_resilience",
+                    format!("unknown source {name:?}"),
+                ));
             }
         }
         for (name, limit) in self.source_limits {

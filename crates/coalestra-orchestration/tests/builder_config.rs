@@ -157,6 +157,16 @@ fn b22_20_per_source_limits_must_name_a_known_source_and_be_positive() {
     assert_mentions(&error, "source_concurrency");
 }
 
+#[test]
+fn per_source_resilience_must_name_a_known_source() {
+    let error = SnapshotBuilder::builder([rest("rest").into()])
+        .source_resilience("ghost", coalestra_core::ResiliencePolicy::default())
+        .build()
+        .expect_err("unknown source");
+    assert_mentions(&error, "source_resilience");
+    assert_mentions(&error, "ghost");
+}
+
 // ------------------------------------------------- source declarations
 
 #[test]

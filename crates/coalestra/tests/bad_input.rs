@@ -888,7 +888,6 @@ fn builder_options_and_calls_reject_bad_input_with_typed_errors() {
 }
 
 #[test]
-#[ignore = "engine bug: ObservationPolicy::from_secs_f64(1e20) panics instead of returning a ConfigError naming future_tolerance (observation.rs:48 uses Duration::from_secs_f64)"]
 fn known_engine_bugs_reject_bad_input_with_typed_errors() {
     assert_walk("known engine bugs", &known_engine_bugs());
 }
