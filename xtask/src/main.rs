@@ -15,6 +15,9 @@
 //!   crates and, in CI, the release tag), and `cargo deny check licenses bans
 //!   sources` when cargo-deny is available. See [`release_check`] for how to
 //!   add a step.
+//! * `bench-compare` — runs the benchmark workloads with the Python original
+//!   and with this library and writes `docs/performance.md`. See
+//!   [`bench_compare`].
 //! * `loom` and `fuzz` — the loom models and the bounded fuzzing run of the
 //!   reliability suite. See [`reliability`].
 //! * `help` — prints usage.
@@ -24,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench_compare;
 mod process;
 mod release_check;
 mod reliability;
@@ -43,6 +47,8 @@ usage: cargo xtask <command>
 commands:
   release-check [--only STEP[,STEP..]] [--skip STEP[,STEP..]] [--list]
         run the release gate (all steps unless --only/--skip are given)
+  bench-compare [--python-runs N] [--rust-runs N] [--scale-keys N]
+        compare the benches with Python coalestra 0.6.4; writes docs/performance.md
   loom [-- TEST-ARGS]
         run the loom models (crates/coalestra-loom) with --cfg coalestra_loom
   fuzz [--seconds N] [--target NAME]
@@ -70,6 +76,8 @@ enum Invocation {
     Loom(reliability::LoomOptions),
     /// `fuzz` with its options.
     Fuzz(reliability::FuzzOptions),
+    /// `bench-compare` with its options.
+    BenchCompare(bench_compare::Options),
 }
 
 /// Reports the result of a reliability command.
@@ -118,6 +126,15 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Invocation::BenchCompare(options) => {
+            match bench_compare::run(&workspace_root(), &options) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(reason) => {
+                    eprintln!("bench-compare FAILED: {reason}");
+                    ExitCode::from(EXIT_FAILED)
+                }
+            }
+        }
     }
 }
 
@@ -146,6 +163,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
         "release-check" => parse_release_check(rest),
         "loom" => reliability::parse_loom(rest).map(Invocation::Loom),
         "fuzz" => reliability::parse_fuzz(rest).map(Invocation::Fuzz),
+        "bench-compare" => bench_compare::parse(rest).map(Invocation::BenchCompare),
         other => Err(format!("unknown command {other:?}")),
     }
 }
