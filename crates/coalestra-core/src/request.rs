@@ -36,12 +36,14 @@ impl SnapshotRequest {
                 "snapshot request must contain at least one resource key".into(),
             ));
         }
-        let mut seen: KeyMap<()> = KeyMap::default();
-        seen.extend(required.iter().map(|k| (k.clone(), ())));
-        if let Some(k) = optional.iter().find(|k| seen.contains_key(*k)) {
-            return Err(CoalestraError::InvalidRequest(
-                format!("resource {k} is both required and optional").into(),
-            ));
+        if !optional.is_empty() {
+            let mut seen: KeyMap<()> = KeyMap::default();
+            seen.extend(required.iter().map(|k| (k.clone(), ())));
+            if let Some(k) = optional.iter().find(|k| seen.contains_key(*k)) {
+                return Err(CoalestraError::InvalidRequest(
+                    format!("resource {k} is both required and optional").into(),
+                ));
+            }
         }
         Ok(Self {
             required: required.into(),
@@ -122,7 +124,12 @@ impl SnapshotRequest {
 }
 
 fn dedup(keys: impl IntoIterator<Item = ResourceKey>) -> Vec<ResourceKey> {
+    let keys: Vec<ResourceKey> = keys.into_iter().collect();
+    if keys.len() < 2 {
+        return keys;
+    }
     let mut seen: KeyMap<()> = KeyMap::default();
+    seen.reserve(keys.len());
     keys.into_iter()
         .filter(|k| seen.insert(k.clone(), ()).is_none())
         .collect()

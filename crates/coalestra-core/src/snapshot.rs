@@ -182,8 +182,17 @@ impl SnapshotParts {
 
     /// Adds (or replaces) a value.
     pub fn push_value(&mut self, value: SnapshotValue) {
+        let next = self.inner.values.len();
+        let slot = match self.inner.index.entry(value.key().clone()) {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(Slot::Value(next));
+                self.inner.values.push(value);
+                return;
+            }
+            std::collections::hash_map::Entry::Occupied(occupied) => *occupied.get(),
+        };
         let key = value.key().clone();
-        match self.inner.index.get(&key).copied() {
+        match Some(slot) {
             Some(Slot::Value(i)) => self.inner.values[i] = value,
             Some(Slot::Error(i)) => {
                 self.inner.errors.remove(i);

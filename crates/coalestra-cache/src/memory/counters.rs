@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use coalestra_core::{CacheStats, Freshness, WriteOutcome};
+use coalestra_core::{CacheStats, WriteOutcome};
 
 /// Hit, miss, write and removal counts shared by every clone of a cache and
 /// by its eviction listener.
@@ -32,19 +32,20 @@ fn bump(counter: &AtomicU64, by: u64) {
 }
 
 impl Counters {
-    /// Records a served read of the given freshness.
-    pub(crate) fn hit(&self, freshness: Freshness) {
-        bump(&self.hits, 1);
-        if freshness.is_fresh() {
-            bump(&self.fresh_hits, 1);
-        } else {
-            bump(&self.stale_hits, 1);
+    /// Records a batch of reads: fresh hits, stale hits and misses.
+    pub(crate) fn record_reads(&self, fresh: u64, stale: u64, missed: u64) {
+        if fresh + stale > 0 {
+            bump(&self.hits, fresh + stale);
         }
-    }
-
-    /// Records a read that served nothing.
-    pub(crate) fn miss(&self) {
-        bump(&self.misses, 1);
+        if fresh > 0 {
+            bump(&self.fresh_hits, fresh);
+        }
+        if stale > 0 {
+            bump(&self.stale_hits, stale);
+        }
+        if missed > 0 {
+            bump(&self.misses, missed);
+        }
     }
 
     /// Records the decision taken for one write candidate.

@@ -146,6 +146,8 @@ pub struct MemoryCache {
     store: Store,
     counters: Arc<Counters>,
     max_entries: Option<NonZeroU64>,
+    /// Stored writes since the last maintenance pass.
+    unsettled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MemoryCache {
@@ -182,6 +184,7 @@ impl MemoryCache {
             store: builder.build(),
             counters,
             max_entries: config.max_entries,
+            unsettled: Arc::default(),
         }
     }
 
@@ -271,7 +274,23 @@ impl MemoryCache {
         self.settle();
     }
 
+    /// Runs maintenance when the writes since the last pass could have
+    /// reached the bound, and at least every 64 writes otherwise: small
+    /// caches stay exact, large ones do not pay a pass per write.
+    fn settle_if_near_bound(&self, written: u64) {
+        use std::sync::atomic::Ordering;
+        let Some(bound) = self.max_entries else {
+            return;
+        };
+        let pending = self.unsettled.fetch_add(written, Ordering::Relaxed) + written;
+        if pending >= 64 || self.store.entry_count() + pending >= bound.get() {
+            self.settle();
+        }
+    }
+
     fn settle(&self) {
+        self.unsettled
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         self.store.run_pending_tasks();
         let Some(bound) = self.max_entries else {
             return;
@@ -309,27 +328,21 @@ impl MemoryCache {
     }
 
     fn read_one(&self, read: &CacheRead, now: Timestamp) -> Option<CacheHit> {
-        let Some(entry) = self.store.get(&read.key) else {
-            self.counters.miss();
-            return None;
-        };
+        let entry = self.store.get(&read.key)?;
         let age: Duration = entry.value.age_at(now);
         let freshness = read.policy.classify(age);
         if !freshness.is_usable() {
             if self.remove_if_current(&read.key, &entry) {
                 self.counters.expired(1);
             }
-            self.counters.miss();
             return None;
         }
         if !dependencies::dependencies_hold(&self.store, &entry.value) {
             if self.remove_if_current(&read.key, &entry) {
                 self.counters.invalidated(1);
             }
-            self.counters.miss();
             return None;
         }
-        self.counters.hit(freshness);
         let stale = freshness == Freshness::StaleUsable;
         Some(CacheHit {
             value: entry.value.as_cached(now, stale),
@@ -361,7 +374,19 @@ impl SnapshotCache for MemoryCache {
         reads: &[CacheRead],
         now: Timestamp,
     ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        Ok(reads.iter().map(|read| self.read_one(read, now)).collect())
+        let hits: Vec<Option<CacheHit>> =
+            reads.iter().map(|read| self.read_one(read, now)).collect();
+        // Hit counters are added once per batch, not once per key.
+        let (mut fresh, mut stale, mut missed) = (0, 0, 0);
+        for hit in &hits {
+            match hit {
+                Some(h) if h.freshness.is_fresh() => fresh += 1,
+                Some(_) => stale += 1,
+                None => missed += 1,
+            }
+        }
+        self.counters.record_reads(fresh, stale, missed);
+        Ok(hits)
     }
 
     async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
@@ -372,8 +397,8 @@ impl SnapshotCache for MemoryCache {
         // Applying the size bound right away keeps eviction strictly least
         // recently used (reads are folded in before the new entries) and the
         // size exact; a batch that stored nothing added nothing to evict.
-        if stored_any && self.max_entries.is_some() {
-            self.settle();
+        if stored_any {
+            self.settle_if_near_bound(results.len() as u64);
         }
         Ok(results)
     }

@@ -16,8 +16,8 @@ use std::sync::Arc;
 
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
-    CacheError, CacheHit, CacheWrite, CoalestraError, ConfigError, KeyMap, Payload, ResourceKey,
-    SnapshotCache, SnapshotValue, Timestamp, WriteOutcome,
+    CacheError, CacheHit, CacheWrite, CoalestraError, ConfigError, KeyMap, Metadata, Payload,
+    ResourceKey, SnapshotCache, SnapshotValue, Timestamp, WriteOutcome,
 };
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -332,7 +332,15 @@ impl ResourcePublisher {
         let source = trimmed_source(options.source)?;
         let observed_at = options.observed_at.unwrap_or(now);
         let skew = config.observation.check(observed_at, now)?;
-        let mut metadata = options.metadata.with("published", true);
+        let mut metadata = if options.metadata.is_empty() {
+            // One shared map for every publication without caller metadata.
+            static PUBLISHED: std::sync::OnceLock<Metadata> = std::sync::OnceLock::new();
+            PUBLISHED
+                .get_or_init(|| Metadata::new().with("published", true))
+                .clone()
+        } else {
+            options.metadata.with("published", true)
+        };
         if let Some(skew) = skew {
             metadata = metadata.with("clock_skew_seconds", skew);
         }
