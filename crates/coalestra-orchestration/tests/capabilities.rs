@@ -345,3 +345,18 @@ fn requirement_errors_are_sorted_deduplicated_and_name_unknown_schemas() {
         "{message}"
     );
 }
+
+/// The capability list is defined once (`FEATURES`) and the public API guide
+/// documents exactly that list.
+#[test]
+fn every_feature_is_documented_and_nothing_else() {
+    let guide = include_str!("../../../docs/public-api.md");
+    let documented: Vec<&str> = guide
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once("` |").map(|(name, _)| name))
+        .filter(|name| name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    let features: Vec<&str> = coalestra_orchestration::FEATURES.to_vec();
+    assert_eq!(documented, features, "docs/public-api.md feature table");
+}
