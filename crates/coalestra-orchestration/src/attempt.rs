@@ -9,7 +9,7 @@ use coalestra_core::{
     BatchSource, Event, KeyMap, ResourceKey, SnapshotValue, Source, SourceError, SourceFailure,
     SourceOutput, Version,
 };
-use coalestra_resilience::{run_with_retry, CircuitIdentity, CircuitPermit};
+use coalestra_resilience::{run_with_retry, CircuitIdentity, CircuitPermit, RetryOutcome};
 
 use crate::catalog::SourceEntry;
 use crate::engine::Engine;
@@ -184,6 +184,26 @@ impl Engine {
         }
     }
 
+    /// Records a finished attempt chain for one key and settles its circuit.
+    pub(crate) fn conclude(
+        &self,
+        entry: &SourceEntry,
+        key: &ResourceKey,
+        job: &Job,
+        outcome: RetryOutcome<(SnapshotValue, Duration), SourceError>,
+        permit: Option<CircuitPermit>,
+    ) -> KeyAttempt {
+        self.note_retries(job, outcome.attempts);
+        let latency = outcome.result.as_ref().map(|(_, l)| *l).unwrap_or_default();
+        let result = outcome.result.map(|(v, _)| v);
+        if let Err(error) = &result {
+            self.note_final_error(job, error);
+        }
+        let attempt = self.classify(entry, key, result, outcome.attempts, latency);
+        Self::settle(permit, &attempt);
+        attempt
+    }
+
     /// Settles a circuit permit from an attempt's outcome.
     pub(crate) fn settle(permit: Option<CircuitPermit>, attempt: &KeyAttempt) {
         let Some(permit) = permit else { return };
@@ -238,15 +258,7 @@ impl Engine {
             },
         )
         .await;
-        self.note_retries(job, outcome.attempts);
-        let latency = outcome.result.as_ref().map(|(_, l)| *l).unwrap_or_default();
-        let result = outcome.result.map(|(v, _)| v);
-        if let Err(error) = &result {
-            self.note_final_error(job, error);
-        }
-        let attempt = self.classify(entry, key, result, outcome.attempts, latency);
-        Self::settle(permit, &attempt);
-        attempt
+        self.conclude(entry, key, job, outcome, permit)
     }
 
     /// One batch source at one chunk of keys (one call, one capacity slot).

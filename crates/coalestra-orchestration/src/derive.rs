@@ -131,15 +131,7 @@ impl Engine {
             },
         )
         .await;
-        self.note_retries(job, outcome.attempts);
-        let latency = outcome.result.as_ref().map(|(_, l)| *l).unwrap_or_default();
-        let result = outcome.result.map(|(v, _)| v);
-        if let Err(error) = &result {
-            self.note_final_error(job, error);
-        }
-        let attempt = self.classify(entry, key, result, outcome.attempts, latency);
-        Self::settle(permit, &attempt);
-        attempt
+        self.conclude(entry, key, job, outcome, permit)
     }
 }
 
