@@ -8,13 +8,17 @@
 //! # Commands
 //!
 //! * `release-check` — the release gate. Runs, in order and stopping at the
-//!   first failure: `cargo fmt --check`, `cargo clippy -D warnings`,
-//!   `cargo test` with a floor on the number of passed tests (kept in
-//!   `xtask/test-count-min.txt`), `cargo doc` with rustdoc warnings denied,
-//!   a version-consistency check (root `Cargo.toml`, `CHANGELOG.md`, member
-//!   crates and, in CI, the release tag), and `cargo deny check licenses bans
-//!   sources` when cargo-deny is available. See [`release_check`] for how to
-//!   add a step.
+//!   first failure: `cargo fmt --check`; the public API manifest
+//!   (`docs/public-api.txt`); version consistency (root `Cargo.toml`,
+//!   `CHANGELOG.md`, member crates, `capabilities()`, MSRV workflows and, in
+//!   CI, the release tag); `cargo clippy -D warnings`; `cargo test` with a
+//!   floor on the number of passed tests (kept in `xtask/test-count-min.txt`);
+//!   `cargo doc` with rustdoc warnings denied; `cargo bench --no-run`; every
+//!   example; `cargo package` with two consumer projects built against the
+//!   packaged crates; and `cargo deny check licenses bans sources` when
+//!   cargo-deny is available. See [`release_check`] for how to add a step.
+//! * `public-api [--check | --bless]` — prints, checks or rewrites the public
+//!   API manifest. See [`public_api`].
 //! * `bench-compare` — runs the benchmark workloads with the Python original
 //!   and with this library and writes `docs/performance.md`. See
 //!   [`bench_compare`].
@@ -27,8 +31,16 @@
 
 #![forbid(unsafe_code)]
 
+mod api_lexer;
+mod api_model;
+mod api_parser;
+mod api_resolve;
 mod bench_compare;
+mod consumer_sources;
+mod examples;
+mod packaging;
 mod process;
+mod public_api;
 mod release_check;
 mod reliability;
 mod test_count;
@@ -53,6 +65,9 @@ commands:
         run the loom models (crates/coalestra-loom) with --cfg coalestra_loom
   fuzz [--seconds N] [--target NAME]
         run the cargo-fuzz targets for N seconds each (skips without nightly)
+  public-api [--check | --bless]
+        print the public API list; --check compares it with docs/public-api.txt,
+        --bless rewrites that file
   help  print this message
 
 environment:
@@ -72,6 +87,8 @@ enum Invocation {
     ListSteps,
     /// `release-check` with an optional step selection.
     ReleaseCheck(Selection),
+    /// `public-api` in the given mode.
+    PublicApi(public_api::Mode),
     /// `loom` with its options.
     Loom(reliability::LoomOptions),
     /// `fuzz` with its options.
@@ -116,6 +133,13 @@ fn main() -> ExitCode {
             release_check::list();
             ExitCode::SUCCESS
         }
+        Invocation::PublicApi(mode) => match public_api::run(&workspace_root(), mode) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(reason) => {
+                eprintln!("public-api FAILED: {reason}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        },
         Invocation::ReleaseCheck(selection) => {
             let mut ctx = Context::new(workspace_root());
             match release_check::run(&mut ctx, &selection) {
@@ -161,6 +185,7 @@ fn parse_args(args: &[String]) -> Result<Invocation, String> {
     match command.as_str() {
         "help" | "--help" | "-h" => Ok(Invocation::Help),
         "release-check" => parse_release_check(rest),
+        "public-api" => public_api::parse(rest).map(Invocation::PublicApi),
         "loom" => reliability::parse_loom(rest).map(Invocation::Loom),
         "fuzz" => reliability::parse_fuzz(rest).map(Invocation::Fuzz),
         "bench-compare" => bench_compare::parse(rest).map(Invocation::BenchCompare),

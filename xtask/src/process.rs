@@ -4,9 +4,11 @@
 //! release gate shows exactly what was executed, and turns a failure into a
 //! single-line reason that the caller can report.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// Renders `cmd` roughly the way a person would type it in a shell,
 /// including any environment variables set on it, e.g.
@@ -37,7 +39,10 @@ pub fn display(cmd: &Command) -> String {
 
 /// Quotes a word for display when it would otherwise be ambiguous.
 fn quote(word: &str) -> String {
-    let needs_quotes = word.is_empty() || word.chars().any(|c| c.is_whitespace() || c == '"');
+    let needs_quotes = word.is_empty()
+        || word
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '*');
     if needs_quotes {
         format!("\"{}\"", word.replace('"', "\\\""))
     } else {
@@ -108,6 +113,61 @@ pub fn run_streaming(cmd: &mut Command, mut on_line: impl FnMut(&str)) -> Result
     check(&shown, status)
 }
 
+/// Runs `cmd` with standard error attached to the terminal and returns its
+/// standard output (decoded lossily); fails unless it exits successfully.
+pub fn run_capture(cmd: &mut Command) -> Result<String, String> {
+    let shown = display(cmd);
+    announce(&shown);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|err| format!("could not start `{shown}`: {err}"))?;
+    let mut bytes = Vec::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout
+            .read_to_end(&mut bytes)
+            .map_err(|err| format!("reading output of `{shown}`: {err}"))?;
+    }
+    let status = child
+        .wait()
+        .map_err(|err| format!("waiting for `{shown}`: {err}"))?;
+    check(&shown, status)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Runs `cmd` with inherited output streams (standard input closed),
+/// killing it when it has not exited after `timeout`. Returns how long it
+/// ran.
+///
+/// Only the direct child is killed on a timeout, so `cmd` should be the
+/// program itself rather than a wrapper such as `cargo run`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Duration, String> {
+    let shown = display(cmd);
+    announce(&shown);
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|err| format!("could not start `{shown}`: {err}"))?;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return check(&shown, status).map(|()| started.elapsed()),
+            Ok(None) if started.elapsed() >= timeout => {
+                // Best effort: the child may exit on its own meanwhile.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "`{shown}` did not finish within {}s and was killed",
+                    timeout.as_secs()
+                ));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(50)),
+            Err(err) => return Err(format!("waiting for `{shown}`: {err}")),
+        }
+    }
+}
+
 /// Runs `cmd` silently and reports whether it could be started and exited
 /// successfully. Used to probe for optional tools.
 pub fn probe(cmd: &mut Command) -> bool {
@@ -131,6 +191,27 @@ mod tests {
             display(&cmd),
             "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace \"\""
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn timeouts_kill_the_child_and_exit_codes_fail() {
+        let quick = run_with_timeout(Command::new("true").arg(""), Duration::from_secs(10));
+        assert!(quick.is_ok(), "{quick:?}");
+        let failed = run_with_timeout(&mut Command::new("false"), Duration::from_secs(10));
+        assert!(failed.is_err_and(|e| e.contains("failed")));
+        let started = Instant::now();
+        let slow = run_with_timeout(Command::new("sleep").arg("30"), Duration::from_millis(300));
+        assert!(slow.is_err_and(|e| e.contains("did not finish within")));
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn capture_returns_standard_output() {
+        let out = run_capture(Command::new("echo").arg("hello"));
+        assert_eq!(out.as_deref(), Ok("hello\n"));
+        assert!(run_capture(&mut Command::new("false")).is_err());
     }
 
     #[test]

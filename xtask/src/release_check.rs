@@ -16,6 +16,16 @@ use std::time::Instant;
 use crate::process;
 use crate::test_count::{self, TestTotals};
 use crate::versions::{self, CrateVersion};
+use crate::{examples, packaging, public_api};
+
+/// The file defining `capabilities()`, whose reported package version is
+/// checked by the `version` step.
+const CAPABILITIES_SOURCE: &str = "crates/coalestra-orchestration/src/capabilities.rs";
+/// The manifest of the crate defining `capabilities()`.
+const CAPABILITIES_MANIFEST: &str = "crates/coalestra-orchestration/Cargo.toml";
+
+/// Workflows that must build on the declared MSRV (when they exist).
+const MSRV_WORKFLOWS: &[&str] = &[".github/workflows/ci.yml", ".github/workflows/release.yml"];
 
 /// Workspace-relative path of the file holding the minimum passed-test count.
 pub const TEST_COUNT_MIN_FILE: &str = "xtask/test-count-min.txt";
@@ -43,12 +53,24 @@ pub struct Step {
     pub run: fn(&mut Context) -> StepResult,
 }
 
-/// The release gate, in execution order.
+/// The release gate, in execution order: instant static checks first, then
+/// the checks that share one debug build (clippy, test, doc, examples),
+/// then the release-profile bench build, packaging and cargo-deny.
 pub const STEPS: &[Step] = &[
     Step {
         name: "fmt",
         about: "cargo fmt --all --check",
         run: fmt,
+    },
+    Step {
+        name: "public-api",
+        about: "the public API of coalestra and coalestra-core equals docs/public-api.txt",
+        run: public_api_step,
+    },
+    Step {
+        name: "version",
+        about: "Cargo.toml, CHANGELOG.md, member crates, capabilities() and release tag agree on the version",
+        run: version,
     },
     Step {
         name: "clippy",
@@ -66,9 +88,19 @@ pub const STEPS: &[Step] = &[
         run: doc,
     },
     Step {
-        name: "version",
-        about: "Cargo.toml, CHANGELOG.md, member crates and release tag agree on the version",
-        run: version,
+        name: "bench",
+        about: "cargo bench --workspace --bench '*' --no-run (skipped with a note without benches)",
+        run: bench,
+    },
+    Step {
+        name: "examples",
+        about: "every crates/*/examples program runs to completion (120 s timeout each)",
+        run: examples::step,
+    },
+    Step {
+        name: "package",
+        about: "cargo package --workspace, then consumer projects build and run against the .crate files",
+        run: packaging::step,
     },
     Step {
         name: "deny",
@@ -100,8 +132,13 @@ impl Context {
         }
     }
 
+    /// The workspace root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// A `cargo` command with the given arguments, run from the workspace root.
-    fn cargo<I, S>(&self, args: I) -> Command
+    pub fn cargo<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
@@ -118,7 +155,7 @@ impl Context {
     }
 
     /// Records a note, printing it now and again in the final summary.
-    fn note(&mut self, note: String) {
+    pub fn note(&mut self, note: String) {
         println!("    note: {note}");
         self.notes.push(note);
     }
@@ -158,7 +195,7 @@ impl Selection {
 /// Prints the steps of the gate with their descriptions.
 pub fn list() {
     for step in STEPS {
-        println!("{:<8} {}", step.name, step.about);
+        println!("{:<10} {}", step.name, step.about);
     }
 }
 
@@ -205,6 +242,29 @@ pub fn run(ctx: &mut Context, selection: &Selection) -> Result<(), String> {
 /// `cargo fmt --all --check`.
 fn fmt(ctx: &mut Context) -> StepResult {
     process::run(&mut ctx.cargo(["fmt", "--all", "--check"]))?;
+    Ok(Outcome::Passed)
+}
+
+/// The public API manifest is up to date (see [`public_api`]).
+fn public_api_step(ctx: &mut Context) -> StepResult {
+    let count = public_api::check(&ctx.root)?;
+    println!("    {count} public items match {}", public_api::MANIFEST);
+    Ok(Outcome::Passed)
+}
+
+/// `cargo bench --no-run`: the benches compile (in the bench profile).
+fn bench(ctx: &mut Context) -> StepResult {
+    let has_benches = ctx.root.join("benches").join("Cargo.toml").is_file()
+        || fs::read_dir(ctx.root.join("crates"))
+            .map(|dirs| dirs.flatten().any(|d| d.path().join("benches").is_dir()))
+            .unwrap_or(false);
+    if !has_benches {
+        ctx.note("bench: no benches crate or crates/*/benches; nothing to compile".to_owned());
+        return Ok(Outcome::Skipped);
+    }
+    // `--bench '*'` selects the bench targets only; `--benches` would also
+    // build every library's unit tests in the bench profile.
+    process::run(&mut ctx.cargo(["bench", "--workspace", "--bench", "*", "--no-run"]))?;
     Ok(Outcome::Passed)
 }
 
@@ -281,10 +341,42 @@ fn version(ctx: &mut Context) -> StepResult {
             }
         }
     }
+    let root_manifest = ctx.read("Cargo.toml")?;
+    for (name, required) in versions::path_dependency_versions(&root_manifest) {
+        if required != version && required != format!("={version}") {
+            return Err(format!(
+                "[workspace.dependencies] {name} requires version {required}, expected {version}"
+            ));
+        }
+    }
+    let capabilities = match (
+        ctx.read(CAPABILITIES_SOURCE),
+        ctx.read(CAPABILITIES_MANIFEST),
+    ) {
+        (Ok(source), Ok(manifest)) => {
+            versions::check_capabilities(&source, &manifest, &version)
+                .map_err(|err| format!("{CAPABILITIES_SOURCE}: {err}"))?;
+            ", capabilities()"
+        }
+        _ => {
+            ctx.note(format!(
+                "version: {CAPABILITIES_SOURCE} not found; capabilities() version not checked"
+            ));
+            ""
+        }
+    };
+    if let Some(msrv) = versions::workspace_rust_version(&root_manifest) {
+        for workflow in MSRV_WORKFLOWS {
+            if let Ok(text) = ctx.read(workflow) {
+                versions::check_msrv_workflow(&text, &msrv)
+                    .map_err(|err| format!("{workflow} {err}"))?;
+            }
+        }
+    }
     let github_ref = env::var("GITHUB_REF").ok();
     let tag = versions::check_tag(github_ref.as_deref(), &version)?;
     println!(
-        "    version {version}: Cargo.toml, CHANGELOG.md and {} crates agree{}",
+        "    version {version}: Cargo.toml, CHANGELOG.md{capabilities} and {} crates agree, MSRV workflows match{}",
         members.len(),
         tag.map(|t| format!(", tag {t} matches"))
             .unwrap_or_default()
@@ -363,7 +455,21 @@ mod tests {
     #[test]
     fn step_names_are_unique_and_in_gate_order() {
         let names: Vec<&str> = STEPS.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["fmt", "clippy", "test", "doc", "version", "deny"]);
+        assert_eq!(
+            names,
+            [
+                "fmt",
+                "public-api",
+                "version",
+                "clippy",
+                "test",
+                "doc",
+                "bench",
+                "examples",
+                "package",
+                "deny"
+            ]
+        );
     }
 
     #[test]
@@ -386,7 +492,10 @@ mod tests {
             only: vec![],
             skip: vec!["deny".into(), "doc".into()],
         };
-        assert_eq!(STEPS.iter().filter(|s| skip.includes(s)).count(), 4);
+        assert_eq!(
+            STEPS.iter().filter(|s| skip.includes(s)).count(),
+            STEPS.len() - 2
+        );
 
         let typo = Selection {
             only: vec!["tests".into()],

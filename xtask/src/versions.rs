@@ -187,6 +187,99 @@ fn is_iso_date(text: &str) -> bool {
     )
 }
 
+/// `(name, version requirement)` of each `[workspace.dependencies]` entry
+/// that points at a workspace crate (`path = ..`) and states a version:
+/// the requirement the published crates will carry.
+pub fn path_dependency_versions(manifest: &str) -> Vec<(String, String)> {
+    entries(manifest)
+        .into_iter()
+        .filter(|e| e.table == "workspace.dependencies" && e.value.starts_with('{'))
+        .filter_map(|e| {
+            let inner = e.value.trim_start_matches('{').trim_end_matches('}');
+            let mut path = false;
+            let mut version = None;
+            for field in inner.split(',') {
+                if let Some((key, value)) = field.split_once('=') {
+                    match key.trim() {
+                        "path" => path = true,
+                        "version" => version = unquote(value.trim()).map(str::to_owned),
+                        _ => {}
+                    }
+                }
+            }
+            version.filter(|_| path).map(|v| (e.key, v))
+        })
+        .collect()
+}
+
+/// Checks statically that `capabilities()` reports the release version.
+///
+/// `source` is the file defining `capabilities()`, `manifest` the
+/// `Cargo.toml` of its crate. The package version must either come from
+/// `env!("CARGO_PKG_VERSION")` of a crate whose version is the workspace
+/// version, or appear in the source as the literal `"<version>"`.
+pub fn check_capabilities(source: &str, manifest: &str, version: &str) -> Result<(), String> {
+    if source.contains("env!(\"CARGO_PKG_VERSION\")") {
+        return match crate_version(manifest) {
+            CrateVersion::Workspace => Ok(()),
+            CrateVersion::Literal(v) if v == version => Ok(()),
+            CrateVersion::Literal(v) => Err(format!(
+                "capabilities() reports CARGO_PKG_VERSION {v} but the workspace version is {version}"
+            )),
+            CrateVersion::Missing => {
+                Err("the crate defining capabilities() declares no version".to_owned())
+            }
+        };
+    }
+    if source.contains(&format!("\"{version}\"")) {
+        return Ok(());
+    }
+    Err(format!(
+        "capabilities() reports neither env!(\"CARGO_PKG_VERSION\") nor \"{version}\""
+    ))
+}
+
+/// Reads `[workspace.package] rust-version` (the MSRV), if declared.
+pub fn workspace_rust_version(manifest: &str) -> Option<String> {
+    entries(manifest).into_iter().find_map(|entry| {
+        let declared = (entry.table == "workspace.package" && entry.key == "rust-version")
+            || (entry.table == "workspace" && entry.key == "package.rust-version");
+        declared
+            .then(|| unquote(&entry.value).map(str::to_owned))
+            .flatten()
+    })
+}
+
+/// Checks that a GitHub workflow tests the declared MSRV: it installs at
+/// least one numbered toolchain (`toolchain: "1.85"`), and every numbered
+/// toolchain it installs is `rust_version`.
+pub fn check_msrv_workflow(workflow: &str, rust_version: &str) -> Result<(), String> {
+    let mut found = false;
+    for line in workflow.lines() {
+        let Some(value) = line.trim().strip_prefix("toolchain:") else {
+            continue;
+        };
+        let value = value.split('#').next().unwrap_or_default().trim();
+        let value = unquote(value).unwrap_or(value);
+        if !value.starts_with(|c: char| c.is_ascii_digit()) {
+            continue;
+        }
+        if value != rust_version {
+            return Err(format!(
+                "installs toolchain {value} but the declared rust-version is {rust_version}"
+            ));
+        }
+        found = true;
+    }
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "has no job on the declared rust-version (toolchain: \"{rust_version}\")"
+        ))
+    }
+}
+
 /// Checks a CI ref against the release version.
 ///
 /// Returns `Ok(Some(tag))` when the ref is a release tag that matches,
@@ -224,6 +317,46 @@ edition = "2021"
 [workspace.dependencies]
 coalestra-core = { path = "crates/coalestra-core", version = "0.3.1" }
 "#;
+
+    #[test]
+    fn msrv_workflows_follow_the_declared_rust_version() {
+        assert_eq!(workspace_rust_version(ROOT), None);
+        let with_msrv = ROOT.replace(
+            "edition = \"2021\"",
+            "edition = \"2021\"\nrust-version = \"1.85\"",
+        );
+        assert_eq!(workspace_rust_version(&with_msrv).as_deref(), Some("1.85"));
+        let ok = "steps:\n  - uses: dtolnay/rust-toolchain@master\n    with:\n      toolchain: \"1.85\"\n";
+        assert_eq!(check_msrv_workflow(ok, "1.85"), Ok(()));
+        assert!(check_msrv_workflow(ok, "1.86").is_err());
+        assert!(check_msrv_workflow("toolchain: stable\n", "1.85").is_err());
+        assert_eq!(
+            check_msrv_workflow("toolchain: 1.85 # msrv\ntoolchain: nightly\n", "1.85"),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn reads_path_dependency_versions() {
+        let root = format!("{ROOT}serde = {{ version = \"1\" }}\nlocal = {{ path = \"x\" }}\n");
+        assert_eq!(
+            path_dependency_versions(&root),
+            [("coalestra-core".to_owned(), "0.3.1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn capabilities_version_must_follow_the_workspace() {
+        let uses_env = "let version = env!(\"CARGO_PKG_VERSION\");";
+        let inherits = "[package]\nname = \"o\"\nversion.workspace = true\n";
+        let literal = "[package]\nname = \"o\"\nversion = \"0.3.0\"\n";
+        assert_eq!(check_capabilities(uses_env, inherits, "0.3.1"), Ok(()));
+        assert!(check_capabilities(uses_env, literal, "0.3.1").is_err());
+        assert_eq!(check_capabilities(uses_env, literal, "0.3.0"), Ok(()));
+        let hard_coded = "package_version: \"0.3.1\",";
+        assert_eq!(check_capabilities(hard_coded, literal, "0.3.1"), Ok(()));
+        assert!(check_capabilities(hard_coded, inherits, "0.4.0").is_err());
+    }
 
     #[test]
     fn reads_workspace_version() {
