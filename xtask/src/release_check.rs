@@ -83,6 +83,11 @@ pub const STEPS: &[Step] = &[
         run: test,
     },
     Step {
+        name: "loom",
+        about: "the loom models of single-flight, the half-open probe and the conditional write (RUSTFLAGS=--cfg coalestra_loom)",
+        run: loom,
+    },
+    Step {
         name: "doc",
         about: "RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps",
         run: doc,
@@ -305,6 +310,11 @@ fn test(ctx: &mut Context) -> StepResult {
 }
 
 /// `cargo doc` with rustdoc warnings denied.
+fn loom(ctx: &mut Context) -> StepResult {
+    crate::reliability::run_loom(ctx.root(), &crate::reliability::LoomOptions::default())?;
+    Ok(Outcome::Passed)
+}
+
 fn doc(ctx: &mut Context) -> StepResult {
     let mut cmd = ctx.cargo(["doc", "--workspace", "--no-deps"]);
     cmd.env("RUSTDOCFLAGS", "-D warnings");
@@ -463,6 +473,7 @@ mod tests {
                 "version",
                 "clippy",
                 "test",
+                "loom",
                 "doc",
                 "bench",
                 "examples",
