@@ -154,13 +154,20 @@ impl SnapshotBuilder {
         }
         let started = Instant::now();
         let job = Arc::new(self.new_job(&options, started)?);
-        let keys: Vec<ResourceKey> = request.keys().cloned().collect();
+        // Without optional keys the request's own slice is the key list.
+        let joined: Vec<ResourceKey>;
+        let keys: &[ResourceKey] = if request.optional_keys().is_empty() {
+            request.required_keys()
+        } else {
+            joined = request.keys().cloned().collect();
+            &joined
+        };
         let span = tracing::debug_span!(
             "coalestra.build",
             snapshot_id = %job.ctx.snapshot_id,
             resources = keys.len()
         );
-        let outcomes = engine.resolve(&keys, &job, &[]).instrument(span).await?;
+        let outcomes = engine.resolve(keys, &job, &[]).instrument(span).await?;
         let mut parts = Snapshot::parts(job.ctx.snapshot_id.clone(), job.ctx.requested_at)
             .metadata(job.ctx.metadata.clone());
         parts.reserve(keys.len());
