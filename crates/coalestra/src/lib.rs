@@ -92,3 +92,8 @@ pub mod prelude {
         SourceError, SourceOptions, SourceOutput, Timestamp,
     };
 }
+
+/// The API guide (`docs/public-api.md`): its examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/public-api.md")]
+pub struct PublicApiGuide;
