@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra_core::value::ValueParts;
+use coalestra_core::CircuitScope;
 use coalestra_core::{
     BatchSource, Event, KeyMap, ResourceKey, SnapshotValue, Source, SourceError, SourceFailure,
     SourceOutput, Version,
@@ -43,8 +44,16 @@ impl Engine {
         if !policy.enabled() {
             return Ok(None);
         }
-        let identity = CircuitIdentity::for_key(entry.name.clone(), key, policy.scope());
-        match self.breakers.before_call(&identity, policy) {
+        // A source-scoped circuit is the same for every key: reuse it.
+        let scoped;
+        let identity = match &entry.source_circuit {
+            Some(identity) if policy.scope() == CircuitScope::Source => identity,
+            _ => {
+                scoped = CircuitIdentity::for_key(entry.name.clone(), key, policy.scope());
+                &scoped
+            }
+        };
+        match self.breakers.before_call(identity, policy) {
             Ok(permit) => Ok(Some(permit)),
             Err(open) => {
                 self.health

@@ -20,6 +20,8 @@ pub(crate) struct SourceEntry {
     pub(crate) name: Arc<str>,
     pub(crate) resilience: ResiliencePolicy,
     pub(crate) guarantee: TimeoutGuarantee,
+    /// The source-scoped circuit identity, built once.
+    pub(crate) source_circuit: Option<coalestra_resilience::CircuitIdentity>,
     support: Option<DashMap<ResourceKey, bool>>,
 }
 
@@ -74,7 +76,13 @@ impl SourceCatalog {
                     ),
                 ));
             }
+            let source_circuit = Some(coalestra_resilience::CircuitIdentity::new(
+                name.clone(),
+                coalestra_core::CircuitScope::Source,
+                "",
+            ));
             entries.push(Arc::new(SourceEntry {
+                source_circuit,
                 source,
                 name,
                 resilience: policy,
