@@ -357,19 +357,20 @@ async fn an_unreachable_server_fails_fast_behind_the_breaker() {
         let error = redis.get(&k, forever(), at(1.0)).await.unwrap_err();
         assert!(matches!(error, CacheError::Unavailable(_)), "{error}");
     }
-    let started = std::time::Instant::now();
     let error = redis
         .write(write(ranked(&k, 1.0_f64, "s", 0, 1.0)))
         .await
         .unwrap_err();
     assert!(error.is_transient());
-    assert!(
-        started.elapsed() < Duration::from_millis(50),
-        "refused without trying"
-    );
+    // Refused without trying: the breaker counts a rejection and no new
+    // connection attempt fails (no wall-clock measurement needed).
     let stats = redis.redis_stats();
     assert!(!stats.available);
-    assert_eq!((stats.unavailable_errors, stats.circuit_rejections), (2, 1));
+    assert_eq!(
+        (stats.unavailable_errors, stats.circuit_rejections),
+        (2, 1),
+        "refused without trying"
+    );
     // Local-only values still work.
     let local = key("local:thing:X");
     assert!(redis

@@ -8,7 +8,7 @@ use coalestra_cache::{PublisherConfig, ResourcePublisher};
 use coalestra_concurrency::CapacitySnapshot;
 use coalestra_core::{
     BuildOptions, CoalestraError, ConfigError, Event, FetchContext, ResourceKey, Snapshot,
-    SnapshotCache, SnapshotRequest, SourceRef, Timestamp, Version,
+    SnapshotCache, SnapshotRequest, SourceRef, Version,
 };
 use coalestra_resilience::CircuitState;
 use tokio::time::Instant;
@@ -19,6 +19,7 @@ use crate::engine::Engine;
 use crate::evaluate::Evaluated;
 use crate::job::Job;
 use crate::session::{SessionOptions, SnapshotSession};
+use crate::stats::Skew;
 
 /// Builds consistent, immutable snapshots from prioritized sources.
 ///
@@ -173,15 +174,12 @@ impl SnapshotBuilder {
         parts.reserve(keys.len());
         let mut required_errors = Vec::new();
         let mut resolved = 0u64;
-        let mut oldest: Option<Timestamp> = None;
-        let mut newest: Option<Timestamp> = None;
+        let mut skew = Skew::default();
         for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
                 Ok(value) => {
                     resolved += 1;
-                    let at = value.observed_at();
-                    oldest = Some(oldest.map_or(at, |o| if at < o { at } else { o }));
-                    newest = Some(newest.map_or(at, |n| if at > n { at } else { n }));
+                    skew.note(value.observed_at());
                     parts.push_value(value);
                 }
                 Err(error) => {
@@ -197,9 +195,7 @@ impl SnapshotBuilder {
         diagnostics.resolved_resources = resolved;
         diagnostics.failed_resources = keys.len() as u64 - resolved;
         diagnostics.duration = started.elapsed();
-        if let (Some(o), Some(n)) = (oldest, newest) {
-            diagnostics.observation_skew = n.saturating_since(o);
-        }
+        diagnostics.observation_skew = skew.spread();
         let snapshot = parts.diagnostics(diagnostics).finish();
         let (consistency, acceptance) = if required_errors.is_empty() || !options.strict {
             engine.evaluate_contracts(request, &snapshot)

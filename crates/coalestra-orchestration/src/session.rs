@@ -17,6 +17,7 @@ use crate::builder::new_snapshot_id;
 use crate::engine::Engine;
 use crate::evaluate::Evaluated;
 use crate::job::Job;
+use crate::stats::Skew;
 
 /// Options of a session.
 #[derive(Debug, Clone, Default)]
@@ -317,21 +318,16 @@ impl SnapshotSession {
             diagnostics.requested_resources - diagnostics.resolved_resources;
         let mut parts =
             Snapshot::parts(self.id.clone(), self.created_at).metadata(self.metadata.clone());
-        let mut oldest: Option<Timestamp> = None;
-        let mut newest: Option<Timestamp> = None;
+        let mut skew = Skew::default();
         for key in &state.visible {
             if let Some(value) = state.pinned.get(key) {
-                let at = value.observed_at();
-                oldest = Some(oldest.map_or(at, |o| if at < o { at } else { o }));
-                newest = Some(newest.map_or(at, |n| if at > n { at } else { n }));
+                skew.note(value.observed_at());
                 parts.push_value(value.clone());
             } else if let Some(error) = state.errors.get(key) {
                 parts.push_error(error.clone());
             }
         }
-        if let (Some(o), Some(n)) = (oldest, newest) {
-            diagnostics.observation_skew = n.saturating_since(o);
-        }
+        diagnostics.observation_skew = skew.spread();
         parts.diagnostics(diagnostics).finish()
     }
 

@@ -78,3 +78,26 @@ impl BuildStats {
         d
     }
 }
+
+/// The spread of observation times over resolved values.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Skew {
+    oldest: Option<coalestra_core::Timestamp>,
+    newest: Option<coalestra_core::Timestamp>,
+}
+
+impl Skew {
+    /// Takes one value's observation time into account.
+    pub(crate) fn note(&mut self, at: coalestra_core::Timestamp) {
+        self.oldest = Some(self.oldest.map_or(at, |o| if at < o { at } else { o }));
+        self.newest = Some(self.newest.map_or(at, |n| if at > n { at } else { n }));
+    }
+
+    /// Newest minus oldest (zero below two values).
+    pub(crate) fn spread(&self) -> Duration {
+        match (self.oldest, self.newest) {
+            (Some(o), Some(n)) => n.saturating_since(o),
+            _ => Duration::ZERO,
+        }
+    }
+}
