@@ -115,17 +115,19 @@ impl SnapshotSession {
         let health = &self.engine.health;
         health.revalidations.fetch_add(1, Ordering::Relaxed);
         let affected = dependents(&state.pinned, &keys);
-        let mut staged = state.pinned.clone();
+        let mut staged = (*state.pinned).clone();
         for key in &affected {
             staged.remove(key);
         }
+        // The staged copy is shared with the job, not copied again.
+        let mut staged = Arc::new(staged);
         // Re-resolve what callers see: requested keys and visible dependents.
         let wanted: Vec<ResourceKey> = affected
             .iter()
-            .filter(|k| keys.contains(k) || state.visible.contains(k))
+            .filter(|k| keys.contains(k) || state.visible_index.contains_key(*k))
             .cloned()
             .collect();
-        let mut job = self.job(staged.clone());
+        let mut job = self.job(Arc::clone(&staged));
         job.bypass_cache = options.force_refresh;
         job.bypass_reason = options.force_refresh.then_some("session_revalidation");
         let job = Arc::new(job);
@@ -170,9 +172,12 @@ impl SnapshotSession {
             }
         }
         let committed = errors.is_empty() && contract_error.is_none();
+        let stats = job.stats.diagnostics();
+        drop(job);
         if committed {
+            let pinned = Arc::make_mut(&mut staged);
             for (key, value) in learned {
-                staged.insert(key, value);
+                pinned.insert(key, value);
             }
             state.pinned = staged;
             for key in &wanted {
@@ -181,11 +186,7 @@ impl SnapshotSession {
         } else {
             health.revalidation_failures.fetch_add(1, Ordering::Relaxed);
         }
-        crate::session::accumulate(
-            &mut state.diagnostics,
-            &job.stats.diagnostics(),
-            started.elapsed(),
-        );
+        crate::session::accumulate(&mut state.diagnostics, &stats, started.elapsed());
         let snapshot = self.assemble(&state);
         let status = if committed { "success" } else { "error" };
         self.engine
@@ -312,7 +313,7 @@ impl SnapshotSession {
                     pinned.insert(key.clone(), value.clone());
                 }
             }
-            let mut job = self.job(pinned);
+            let mut job = self.job(Arc::new(pinned));
             job.bypass_cache = true;
             job.bypass_reason = Some("session_revalidation");
             job.write_cache = false;

@@ -95,7 +95,10 @@ impl ResolveOptions {
 }
 
 pub(crate) struct SessionState {
-    pub(crate) pinned: KeyMap<SnapshotValue>,
+    /// Shared with the jobs of a stage, so starting a stage copies nothing.
+    pub(crate) pinned: Arc<KeyMap<SnapshotValue>>,
+    /// The requested keys, in request order, and their index.
+    pub(crate) visible_index: KeyMap<()>,
     pub(crate) visible: Vec<ResourceKey>,
     pub(crate) errors: KeyMap<ResourceError>,
     pub(crate) diagnostics: SnapshotDiagnostics,
@@ -143,7 +146,8 @@ impl SnapshotSession {
             deadline: options.deadline.map(|d| Instant::now() + d),
             metadata: options.metadata,
             state: Mutex::new(SessionState {
-                pinned: KeyMap::default(),
+                pinned: Arc::default(),
+                visible_index: KeyMap::default(),
                 visible: Vec::new(),
                 errors: KeyMap::default(),
                 diagnostics: SnapshotDiagnostics::default(),
@@ -178,7 +182,7 @@ impl SnapshotSession {
         Ok(())
     }
 
-    pub(crate) fn job(&self, pinned: KeyMap<SnapshotValue>) -> Job {
+    pub(crate) fn job(&self, pinned: Arc<KeyMap<SnapshotValue>>) -> Job {
         let mut ctx = FetchContext::new(self.id.clone(), self.created_at)
             .with_metadata(self.metadata.clone());
         if let Some(deadline) = self.deadline {
@@ -186,7 +190,7 @@ impl SnapshotSession {
             ctx = ctx.with_deadline(deadline.into_std(), self.engine.clock.now() + remaining);
         }
         let mut job = Job::new(ctx, self.deadline, self.engine.max_pending.get());
-        job.pinned = Arc::new(pinned);
+        job.pinned = pinned;
         job.learned = Some(std::sync::Mutex::new(KeyMap::default()));
         job
     }
@@ -251,7 +255,7 @@ impl SnapshotSession {
                 wanted.push(key.clone());
             }
         }
-        let job = Arc::new(self.job(state.pinned.clone()));
+        let job = Arc::new(self.job(Arc::clone(&state.pinned)));
         let outcomes = if wanted.is_empty() {
             Vec::new()
         } else {
@@ -268,15 +272,22 @@ impl SnapshotSession {
                 state.errors.remove(key);
             }
         }
-        for (key, value) in job.take_learned() {
-            state.pinned.entry(key).or_insert(value);
+        let learned = job.take_learned();
+        let stage = job.stats.diagnostics();
+        let expired = job.expired();
+        // Release the job's share of the pinned map before changing it.
+        drop(job);
+        if !learned.is_empty() {
+            let pinned = Arc::make_mut(&mut state.pinned);
+            for (key, value) in learned {
+                pinned.entry(key).or_insert(value);
+            }
         }
         for key in &keys {
-            if !state.visible.contains(key) {
+            if state.visible_index.insert(key.clone(), ()).is_none() {
                 state.visible.push(key.clone());
             }
         }
-        let stage = job.stats.diagnostics();
         accumulate(&mut state.diagnostics, &stage, started.elapsed());
         let snapshot = self.assemble(&state);
         let required_errors: Vec<ResourceError> = request
@@ -294,7 +305,7 @@ impl SnapshotSession {
             required_errors,
             consistency,
             acceptance,
-            expired: job.expired(),
+            expired,
         })
     }
 
@@ -336,7 +347,8 @@ impl SnapshotSession {
     pub async fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let mut state = self.state.lock().await;
-        state.pinned.clear();
+        state.pinned = Arc::default();
+        state.visible_index.clear();
         state.errors.clear();
         state.visible.clear();
     }
