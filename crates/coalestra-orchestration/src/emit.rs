@@ -47,12 +47,22 @@ impl Emitter {
         key: &ResourceKey,
         extra: &[Label<'_>],
     ) {
-        if self.metrics.enabled() {
-            let mut labels: Vec<Label<'_>> = Vec::with_capacity(extra.len() + 2);
-            labels.extend_from_slice(extra);
-            labels.push(("resource_namespace", key.namespace()));
-            labels.push(("resource_name", key.name()));
-            self.metrics.increment(name, &labels, 1);
+        if !self.metrics.enabled() {
+            return;
+        }
+        let resource = [
+            ("resource_namespace", key.namespace()),
+            ("resource_name", key.name()),
+        ];
+        // Engine call sites pass at most two extra labels: no allocation.
+        let mut labels: [Label<'_>; 4] = [("", ""); 4];
+        if extra.len() <= 2 {
+            labels[..extra.len()].copy_from_slice(extra);
+            labels[extra.len()..extra.len() + 2].copy_from_slice(&resource);
+            self.metrics.increment(name, &labels[..extra.len() + 2], 1);
+        } else {
+            let all: Vec<Label<'_>> = extra.iter().chain(&resource).copied().collect();
+            self.metrics.increment(name, &all, 1);
         }
     }
 
