@@ -15,11 +15,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coalestra_core::sink::Label;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
     BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
-    CircuitScope, Clock, Event, EventSink, FetchContext, FnBatchSource, FnDerivedSource, FnSource,
+    CircuitScope, Clock, EventSink, FetchContext, FnBatchSource, FnDerivedSource, FnSource,
     Freshness, ManualClock, MetricsSink, Payload, ResiliencePolicy, ResourceKey, RetryPolicy,
     Snapshot, SnapshotCache, SnapshotValue, SourceError, SourceOptions, SourceOutput, SourceRef,
     Timestamp, Version, WriteOutcome, WriteResult,
@@ -245,79 +244,8 @@ async fn assert_idle(builder: &SnapshotBuilder) {
     assert_eq!(builder.in_flight(), 0, "nothing in flight");
 }
 
-/// Owned metric labels.
-type Labels = Vec<(String, String)>;
-
-/// Records metrics and events.
-#[derive(Debug, Default)]
-struct Recorder {
-    counters: Mutex<Vec<(String, Labels, u64)>>,
-    observations: Mutex<Vec<(String, Labels, f64)>>,
-    events: Mutex<Vec<Event>>,
-}
-
-fn owned(labels: &[Label<'_>]) -> Vec<(String, String)> {
-    labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn matches(have: &[(String, String)], want: &[(&str, &str)]) -> bool {
-    want.iter()
-        .all(|(k, v)| have.iter().any(|(hk, hv)| hk == k && hv == v))
-}
-
-impl Recorder {
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.counters
-            .lock()
-            .expect("recorder lock")
-            .iter()
-            .filter(|(n, l, _)| n == name && matches(l, labels))
-            .map(|(_, _, v)| *v)
-            .sum()
-    }
-    fn observations(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-        self.observations
-            .lock()
-            .expect("recorder lock")
-            .iter()
-            .filter(|(n, l, _)| n == name && matches(l, labels))
-            .map(|(_, _, v)| *v)
-            .collect()
-    }
-}
-
-impl MetricsSink for Recorder {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn increment(&self, name: &'static str, labels: &[Label<'_>], value: u64) {
-        self.counters
-            .lock()
-            .expect("recorder lock")
-            .push((name.to_owned(), owned(labels), value));
-    }
-    fn observe(&self, name: &'static str, labels: &[Label<'_>], value: f64) {
-        self.observations.lock().expect("recorder lock").push((
-            name.to_owned(),
-            owned(labels),
-            value,
-        ));
-    }
-}
-
-impl EventSink for Recorder {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn emit(&self, event: Event) {
-        self.events.lock().expect("recorder lock").push(event);
-    }
-}
+/// Records metrics and events (the support crate's recording sink).
+use coalestra_test::RecordingSink as Recorder;
 
 // B9.1
 #[tokio::test(start_paused = true)]
@@ -1184,7 +1112,7 @@ async fn capacity_waits_and_timeouts_are_measured() {
     join(holder).await;
     assert!(
         !recorder
-            .observations("source_capacity_wait_ms", &[("source", "rest")])
+            .observations_with("source_capacity_wait_ms", &[("source", "rest")])
             .is_empty(),
         "every acquired wait is observed"
     );

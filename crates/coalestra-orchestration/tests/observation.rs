@@ -5,14 +5,14 @@
 //! accepted with their clock skew recorded.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra_core::{
-    AuthorityResolver, BuildOptions, CircuitBreakerPolicy, Clock, Event, EventSink, FetchContext,
-    FnDerivedSource, FnSource, FreshnessPolicy, ManualClock, MetricsSink, ObservationPolicy,
-    ResiliencePolicy, ResourceError, ResourceKey, RetryPolicy, Snapshot, SnapshotValue,
-    SourceAuthorityPolicy, SourceError, SourceOptions, SourceOutput, Timestamp,
+    AuthorityResolver, BuildOptions, CircuitBreakerPolicy, Clock, FetchContext, FnDerivedSource,
+    FnSource, FreshnessPolicy, ManualClock, ObservationPolicy, ResiliencePolicy, ResourceError,
+    ResourceKey, RetryPolicy, Snapshot, SnapshotValue, SourceAuthorityPolicy, SourceError,
+    SourceOptions, SourceOutput, Timestamp,
 };
 use coalestra_orchestration::SnapshotBuilder;
 
@@ -74,70 +74,8 @@ fn skew_of(value: &SnapshotValue) -> Option<f64> {
         .and_then(|v| v.as_f64())
 }
 
-/// One counter increment: name, labels, value.
-type Sample = (&'static str, Vec<(String, String)>, u64);
-
-/// Records events and counters.
-#[derive(Debug, Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-    counters: Mutex<Vec<Sample>>,
-}
-
-impl EventSink for Recorder {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn emit(&self, event: Event) {
-        self.events.lock().expect("lock").push(event);
-    }
-}
-
-impl MetricsSink for Recorder {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn increment(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
-        let labels = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        self.counters
-            .lock()
-            .expect("lock")
-            .push((name, labels, value));
-    }
-    fn observe(&self, _name: &'static str, _labels: &[(&'static str, &str)], _value: f64) {}
-}
-
-impl Recorder {
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.counters
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(n, ls, _)| {
-                *n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map(|(_, _, v)| v)
-            .sum()
-    }
-
-    fn events_named(&self, name: &str) -> Vec<Event> {
-        self.events
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|e| e.name == name)
-            .cloned()
-            .collect()
-    }
-}
+/// Records events and counters (the support crate's recording sink).
+use coalestra_test::RecordingSink as Recorder;
 
 fn circuit_failures(builder: &SnapshotBuilder, source: &str) -> u32 {
     builder

@@ -12,9 +12,9 @@ use coalestra_cache::MemoryCache;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
     BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
-    Clock, Event, EventSink, FetchContext, FnSource, FreshnessPolicy, ManualClock, Metadata,
-    MetricsSink, Payload, RefreshMode, ResiliencePolicy, ResourceKey, RetryPolicy, SnapshotCache,
-    SnapshotValue, SourceError, SourceOutput, Timestamp, WriteResult,
+    Clock, Event, FetchContext, FnSource, FreshnessPolicy, ManualClock, Metadata, Payload,
+    RefreshMode, ResiliencePolicy, ResourceKey, RetryPolicy, SnapshotCache, SnapshotValue,
+    SourceError, SourceOutput, Timestamp, WriteResult,
 };
 use coalestra_orchestration::SnapshotBuilder;
 use tokio::sync::{watch, Notify};
@@ -145,70 +145,8 @@ impl Scripted {
     }
 }
 
-/// One counter increment: name, labels, value.
-type Sample = (&'static str, Vec<(String, String)>, u64);
-
-/// Records events and counters.
-#[derive(Debug, Default)]
-struct Recorder {
-    events: Mutex<Vec<Event>>,
-    counters: Mutex<Vec<Sample>>,
-}
-
-impl EventSink for Recorder {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn emit(&self, event: Event) {
-        self.events.lock().expect("lock").push(event);
-    }
-}
-
-impl MetricsSink for Recorder {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn increment(&self, name: &'static str, labels: &[(&'static str, &str)], value: u64) {
-        let labels = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        self.counters
-            .lock()
-            .expect("lock")
-            .push((name, labels, value));
-    }
-    fn observe(&self, _name: &'static str, _labels: &[(&'static str, &str)], _value: f64) {}
-}
-
-impl Recorder {
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.counters
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|(n, ls, _)| {
-                *n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
-            })
-            .map(|(_, _, v)| v)
-            .sum()
-    }
-
-    fn events_named(&self, name: &str) -> Vec<Event> {
-        self.events
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|e| e.name == name)
-            .cloned()
-            .collect()
-    }
-}
+/// Records events and counters (the support crate's recording sink).
+use coalestra_test::RecordingSink as Recorder;
 
 fn field<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
     event.get(name).and_then(|v| v.as_str())

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coalestra_core::sink::Label;
 use coalestra_core::{
     BuildOptions, CircuitBreakerPolicy, CircuitScope, Clock, Event, EventSink, FetchContext,
     FnBatchSource, FnSource, FreshnessPolicy, ManualClock, MetadataValue, MetricsSink,
@@ -238,69 +237,8 @@ fn status(builder: &SnapshotBuilder, identity: &str) -> CircuitStatus {
     state(builder, identity).state
 }
 
-/// Owned metric labels.
-type Labels = Vec<(String, String)>;
-
-/// Records metrics and events.
-#[derive(Debug, Default)]
-struct Recorder {
-    counters: Mutex<Vec<(String, Labels, u64)>>,
-    events: Mutex<Vec<Event>>,
-}
-
-impl Recorder {
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.counters
-            .lock()
-            .expect("recorder lock")
-            .iter()
-            .filter(|(n, l, _)| {
-                n == name
-                    && labels
-                        .iter()
-                        .all(|(k, v)| l.iter().any(|(hk, hv)| hk == k && hv == v))
-            })
-            .map(|(_, _, v)| *v)
-            .sum()
-    }
-    fn events(&self, name: &str) -> Vec<Event> {
-        self.events
-            .lock()
-            .expect("recorder lock")
-            .iter()
-            .filter(|e| e.name == name)
-            .cloned()
-            .collect()
-    }
-}
-
-impl MetricsSink for Recorder {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn increment(&self, name: &'static str, labels: &[Label<'_>], value: u64) {
-        let labels = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        self.counters
-            .lock()
-            .expect("recorder lock")
-            .push((name.to_owned(), labels, value));
-    }
-    fn observe(&self, _name: &'static str, _labels: &[Label<'_>], _value: f64) {}
-}
-
-impl EventSink for Recorder {
-    fn is_non_blocking(&self) -> bool {
-        true
-    }
-
-    fn emit(&self, event: Event) {
-        self.events.lock().expect("recorder lock").push(event);
-    }
-}
+/// Records metrics and events (the support crate's recording sink).
+use coalestra_test::RecordingSink as Recorder;
 
 fn text_field(event: &Event, field: &str) -> Option<String> {
     match event.get(field) {
@@ -826,7 +764,7 @@ async fn an_open_circuit_fails_fast_and_the_next_source_is_tried() {
         ),
         1
     );
-    let events = recorder.events("source_circuit_open");
+    let events = recorder.events_named("source_circuit_open");
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(text_field(&events[0], "source").as_deref(), Some("rest"));
     assert_eq!(

@@ -121,10 +121,16 @@ impl RecordingSink {
 
     /// The observations of metric `name`, in order.
     pub fn observations(&self, name: &str) -> Vec<f64> {
+        self.observations_with(name, &[])
+    }
+
+    /// The observations of metric `name` carrying every label of `labels`,
+    /// in order.
+    pub fn observations_with(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
         self.recorded()
             .samples
             .iter()
-            .filter(|s| s.name == name)
+            .filter(|s| s.name == name && s.has_labels(labels))
             .filter_map(|s| match s.value {
                 MetricValue::Observation(x) => Some(x),
                 MetricValue::Counter(_) => None,
