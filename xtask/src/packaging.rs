@@ -202,10 +202,13 @@ fn unpack(
         if !file.is_file() {
             return Err(format!("{} was not written", file.display()));
         }
+        // `-m`: stamp extracted files with the current time. Packaged files
+        // carry fixed timestamps, so restoring them would let cargo reuse a
+        // stale build of an unpacked crate from an earlier run.
         let mut tar = Command::new("tar");
-        tar.arg("-xzf").arg(&file).arg("-C").arg(into);
+        tar.arg("-xzmf").arg(&file).arg("-C").arg(into);
         if !process::probe(&mut tar) {
-            return Err(format!("`tar -xzf {}` failed", file.display()));
+            return Err(format!("`tar -xzmf {}` failed", file.display()));
         }
         let dir = into.join(&stem);
         if !dir.join("Cargo.toml").is_file() {
