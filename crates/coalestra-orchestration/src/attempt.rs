@@ -271,44 +271,27 @@ impl Engine {
     }
 
     /// One batch source at one chunk of keys (one call, one capacity slot).
+    /// Each attempt comes with the position of its key in `keys`.
     pub(crate) async fn attempt_batch(
         &self,
         entry: &SourceEntry,
         source: &Arc<dyn BatchSource>,
         keys: Vec<ResourceKey>,
         job: &Job,
-    ) -> Vec<(ResourceKey, KeyAttempt)> {
+    ) -> Vec<(usize, KeyAttempt)> {
         let mut results = Vec::with_capacity(keys.len());
-        // Group by circuit identity; open groups are left out of the call.
-        let mut groups: Vec<(Option<CircuitPermit>, Vec<ResourceKey>)> = Vec::new();
-        let mut group_of: std::collections::HashMap<String, usize> =
-            std::collections::HashMap::new();
-        let policy = &entry.resilience.circuit;
-        for key in keys {
-            let identity = if policy.enabled() {
-                CircuitIdentity::for_key(entry.name.clone(), &key, policy.scope()).to_string()
-            } else {
-                String::new()
-            };
-            if let Some(&g) = group_of.get(&identity) {
-                groups[g].1.push(key);
-                continue;
-            }
-            match self.admit(entry, &key) {
-                Ok(permit) => {
-                    group_of.insert(identity, groups.len());
-                    groups.push((permit, vec![key]));
-                }
-                Err(e) => results.push((key, KeyAttempt::failed(entry, e, 0))),
-            }
-        }
-        let requested: Vec<ResourceKey> = groups
-            .iter()
-            .flat_map(|(_, ks)| ks.iter().cloned())
-            .collect();
+        let (groups, requested) = self.admit_batch(entry, &keys, &mut results);
         if requested.is_empty() {
             return results;
         }
+        let requested: Vec<ResourceKey> = if requested.len() == keys.len()
+            && requested.iter().enumerate().all(|(n, &i)| n == i)
+        {
+            keys
+        } else {
+            requested.iter().map(|&i| keys[i].clone()).collect()
+        };
+        let requested = Arc::new(requested);
         BuildStats::bump(&job.stats.batch_calls);
         BuildStats::bump(&job.stats.batch_chunks);
         self.emit.observe(
@@ -323,7 +306,7 @@ impl Engine {
             |attempt| {
                 let ctx = job.ctx.clone().with_attempt(attempt);
                 let blocking_source = Arc::clone(source);
-                let blocking_keys = requested.clone();
+                let blocking_keys = Arc::clone(&requested);
                 let blocking_ctx = ctx.clone();
                 let requested = &requested;
                 async move {
@@ -344,14 +327,13 @@ impl Engine {
                         job.stats.source_call(&entry.name, elapsed);
                     }
                     let (output, elapsed) = call?;
-                    let wanted: KeyMap<()> = requested.iter().map(|k| (k.clone(), ())).collect();
-                    if let Some((extra, _)) = output.iter().find(|(k, _)| !wanted.contains_key(k)) {
-                        return Err(SourceError::protocol(format!(
+                    let outputs = BatchOutputs::match_up(requested, output).map_err(|extra| {
+                        SourceError::protocol(format!(
                             "batch source {} returned unrequested resource {extra}",
                             entry.name
-                        )));
-                    }
-                    Ok((output, elapsed))
+                        ))
+                    })?;
+                    Ok((outputs, elapsed))
                 }
             },
         )
@@ -369,15 +351,19 @@ impl Engine {
             "source_batch_call_total",
             &[("status", status), ("source", &entry.name)],
         );
+        // Positions in `requested` follow the groups, one after the other.
+        let mut position = 0;
         match outcome.result {
             Err(error) => {
                 self.note_final_error(job, &error);
-                for (permit, keys) in groups {
-                    let skipped = error.is_skipped_outcome();
-                    for key in keys {
+                let skipped = error.is_skipped_outcome();
+                for (permit, members) in groups {
+                    for i in members {
+                        let key = &requested[position];
+                        position += 1;
                         let attempt =
-                            self.classify(entry, &key, Err(error.clone()), attempts, latency);
-                        results.push((key, attempt));
+                            self.classify(entry, key, Err(error.clone()), attempts, latency);
+                        results.push((i, attempt));
                     }
                     if let Some(p) = permit {
                         if skipped {
@@ -388,26 +374,27 @@ impl Engine {
                     }
                 }
             }
-            Ok((output, _)) => {
-                let mut by_key: KeyMap<SourceOutput> = output.into_iter().collect();
-                for (permit, keys) in groups {
+            Ok((mut outputs, _)) => {
+                for (permit, members) in groups {
                     let mut any_fresh = false;
-                    for key in keys {
-                        let attempt = match by_key.remove(&key) {
+                    for i in members {
+                        let key = &requested[position];
+                        let attempt = match outputs.take(position) {
                             Some(out) => {
-                                let value = self.to_value(entry, &key, out, job, Vec::new());
-                                self.classify(entry, &key, value, attempts, latency)
+                                let value = self.to_value(entry, key, out, job, Vec::new());
+                                self.classify(entry, key, value, attempts, latency)
                             }
                             None => {
                                 let error = SourceError::unavailable(format!(
                                     "batch source {} omitted resource {key}",
                                     entry.name
                                 ));
-                                self.classify(entry, &key, Err(error), attempts, latency)
+                                self.classify(entry, key, Err(error), attempts, latency)
                             }
                         };
+                        position += 1;
                         any_fresh |= matches!(attempt, KeyAttempt::Fresh(_));
-                        results.push((key, attempt));
+                        results.push((i, attempt));
                     }
                     if let Some(p) = permit {
                         if any_fresh {
@@ -420,5 +407,97 @@ impl Engine {
             }
         }
         results
+    }
+
+    /// Groups a chunk's keys by circuit identity, admitting each group once;
+    /// keys of open circuits are answered in `results` at once. Returns the
+    /// admitted groups (positions in `keys`) and every admitted position,
+    /// group after group: the order of the request.
+    #[allow(clippy::type_complexity)]
+    fn admit_batch(
+        &self,
+        entry: &SourceEntry,
+        keys: &[ResourceKey],
+        results: &mut Vec<(usize, KeyAttempt)>,
+    ) -> (Vec<(Option<CircuitPermit>, Vec<usize>)>, Vec<usize>) {
+        let policy = &entry.resilience.circuit;
+        let mut groups: Vec<(Option<CircuitPermit>, Vec<usize>)> = Vec::new();
+        let shared = !policy.enabled() || policy.scope() == CircuitScope::Source;
+        if shared {
+            // One circuit (or none) for the whole chunk: admitted once, then
+            // every later key joins the group without a lookup.
+            for (i, key) in keys.iter().enumerate() {
+                if let Some((_, members)) = groups.first_mut() {
+                    members.push(i);
+                    continue;
+                }
+                match self.admit(entry, key) {
+                    Ok(permit) => {
+                        let mut members = Vec::with_capacity(keys.len() - i);
+                        members.push(i);
+                        groups.push((permit, members));
+                    }
+                    Err(e) => results.push((i, KeyAttempt::failed(entry, e, 0))),
+                }
+            }
+        } else {
+            let mut group_of: std::collections::HashMap<String, usize> =
+                std::collections::HashMap::new();
+            for (i, key) in keys.iter().enumerate() {
+                let identity =
+                    CircuitIdentity::for_key(entry.name.clone(), key, policy.scope()).to_string();
+                if let Some(&g) = group_of.get(&identity) {
+                    groups[g].1.push(i);
+                    continue;
+                }
+                match self.admit(entry, key) {
+                    Ok(permit) => {
+                        group_of.insert(identity, groups.len());
+                        groups.push((permit, vec![i]));
+                    }
+                    Err(e) => results.push((i, KeyAttempt::failed(entry, e, 0))),
+                }
+            }
+        }
+        let requested = groups.iter().flat_map(|(_, m)| m.iter().copied()).collect();
+        (groups, requested)
+    }
+}
+
+/// A batch call's outputs matched to the requested keys by position.
+struct BatchOutputs(Vec<Option<SourceOutput>>);
+
+impl BatchOutputs {
+    /// Matches `output` to `requested`; a key nobody asked for is an error
+    /// naming it. Outputs that mirror the request (same keys, same order,
+    /// the usual shape) are matched without hashing.
+    fn match_up(
+        requested: &[ResourceKey],
+        output: Vec<(ResourceKey, SourceOutput)>,
+    ) -> Result<Self, ResourceKey> {
+        let mirrors = output.len() == requested.len()
+            && output.iter().zip(requested).all(|((k, _), r)| k == r);
+        if mirrors {
+            return Ok(Self(output.into_iter().map(|(_, o)| Some(o)).collect()));
+        }
+        let position: KeyMap<usize> = requested
+            .iter()
+            .enumerate()
+            .map(|(n, k)| (k.clone(), n))
+            .collect();
+        let mut slots: Vec<Option<SourceOutput>> = Vec::new();
+        slots.resize_with(requested.len(), || None);
+        for (key, out) in output {
+            match position.get(&key) {
+                // A repeated key keeps its last output, as a map would.
+                Some(&n) => slots[n] = Some(out),
+                None => return Err(key),
+            }
+        }
+        Ok(Self(slots))
+    }
+
+    fn take(&mut self, position: usize) -> Option<SourceOutput> {
+        self.0.get_mut(position).and_then(Option::take)
     }
 }

@@ -97,12 +97,10 @@ impl Engine {
                     }
                 })
                 .await;
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(supported.len());
                 for (chunk, attempts) in results {
-                    for (key, attempt) in attempts {
-                        if let Some(&i) = chunk.iter().find(|&&i| keys[i] == key) {
-                            out.push((i, attempt));
-                        }
+                    for (position, attempt) in attempts {
+                        out.push((chunk[position], attempt));
                     }
                 }
                 out
