@@ -3,18 +3,21 @@
 //!
 //! Per build: read the clock once; per key: one moka `get`, one freshness
 //! check of the entry's age against the TTL, one insert into the snapshot's
-//! hash map. The moka cache is configured like
-//! [`coalestra::MemoryCache::new`] (LRU, 10,000 entries) and stores the same
+//! hash map (a [`KeyMap`], which reuses the key's own hash, as snapshots do). The moka cache is configured like
+//! [`coalestra::MemoryCache::new`] (LRU, 10,000 entries, keys hashed once) and
+//! stores the same
 //! [`SnapshotValue`]s, so the ratio of the two measures the engine's own
 //! overhead only.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra::value::ValueParts;
-use coalestra::{Clock, Payload, ResourceKey, SnapshotValue, SystemClock};
+use coalestra::{Clock, KeyMap, Payload, ResourceKey, SnapshotValue, SystemClock};
 use moka::policy::EvictionPolicy;
+
+/// The hasher [`coalestra::MemoryCache`] gives moka: keys carry their hash.
+type KeyHashing = std::hash::BuildHasherDefault<coalestra::key::KeyHasher>;
 
 use crate::read_path::{HOT_TTL, READ_KEYS};
 use crate::{keys, value_for};
@@ -22,7 +25,7 @@ use crate::{keys, value_for};
 /// The moka cache of the baseline, with the same keys and values as
 /// [`HotCache`](crate::read_path::HotCache).
 pub struct Baseline {
-    cache: moka::sync::Cache<ResourceKey, Arc<SnapshotValue>>,
+    cache: moka::sync::Cache<ResourceKey, Arc<SnapshotValue>, KeyHashing>,
     keys: Vec<ResourceKey>,
     ttl: Duration,
 }
@@ -39,7 +42,7 @@ impl Baseline {
         let cache = moka::sync::Cache::builder()
             .eviction_policy(EvictionPolicy::lru())
             .max_capacity(10_000)
-            .build();
+            .build_with_hasher(KeyHashing::default());
         let keys = keys("hot", "K", READ_KEYS);
         let now = SystemClock.now();
         for key in &keys {
@@ -59,9 +62,9 @@ impl Baseline {
     /// # Panics
     ///
     /// When a key is missing or stale (the cache is warm for an hour).
-    pub fn run(&self) -> HashMap<ResourceKey, Arc<SnapshotValue>> {
+    pub fn run(&self) -> KeyMap<Arc<SnapshotValue>> {
         let now = SystemClock.now();
-        let mut snapshot = HashMap::with_capacity(self.keys.len());
+        let mut snapshot = KeyMap::with_capacity_and_hasher(self.keys.len(), KeyHashing::default());
         for key in &self.keys {
             let entry = self.cache.get(key).expect("baseline key is cached");
             assert!(entry.age_at(now) <= self.ttl, "baseline entry went stale");

@@ -77,7 +77,7 @@ struct Revision {
     metadata: Metadata,
     authority_rank: i64,
     version: Version,
-    dependency_versions: Arc<[(ResourceKey, Version)]>,
+    dependency_versions: Box<[(ResourceKey, Version)]>,
 }
 
 /// How one read delivered a revision.

@@ -22,7 +22,7 @@ pub(crate) struct SourceEntry {
     pub(crate) guarantee: TimeoutGuarantee,
     /// The source-scoped circuit identity, built once.
     pub(crate) source_circuit: Option<coalestra_resilience::CircuitIdentity>,
-    support: Option<DashMap<ResourceKey, bool>>,
+    support: Option<DashMap<ResourceKey, bool, crate::flight::KeyHashing>>,
 }
 
 impl SourceEntry {
@@ -65,7 +65,7 @@ impl SourceCatalog {
             }
             let declared = info.resilience();
             let policy = resilience.resolve(&name, declared.as_ref());
-            let support = (support_cache.is_some() && info.cache_supports()).then(DashMap::new);
+            let support = (support_cache.is_some() && info.cache_supports()).then(DashMap::default);
             let guarantee = TimeoutGuarantee::classify(info);
             if guarantee.status.is_unsafe() && !allow_unsafe {
                 return Err(ConfigError::invalid(

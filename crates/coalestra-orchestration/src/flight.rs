@@ -39,7 +39,10 @@ impl Flight {
 
 /// The table of in-flight keys.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct FlightTable(Arc<DashMap<ResourceKey, Arc<Flight>>>);
+pub(crate) struct FlightTable(Arc<DashMap<ResourceKey, Arc<Flight>, KeyHashing>>);
+
+/// Keys carry their hash; maps keyed by them pass it through.
+pub(crate) type KeyHashing = std::hash::BuildHasherDefault<coalestra_core::key::KeyHasher>;
 
 /// The result of a reservation.
 pub(crate) enum Reservation {

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ impl Engine {
         let info = entry.source.info();
         let permit = self
             .capacity
-            .acquire(&entry.name, info.queue_timeout(), job.deadline)
+            .acquire(Arc::clone(&entry.name), info.queue_timeout(), job.deadline)
             .await
             .map_err(|e| {
                 let reason = if e.is_queue_timeout() {

@@ -15,7 +15,7 @@ use crate::stats::BuildStats;
 /// Keys with a pending background refresh.
 #[derive(Debug, Default)]
 pub(crate) struct RefreshRegistry {
-    pending: DashMap<ResourceKey, ()>,
+    pending: DashMap<ResourceKey, (), crate::flight::KeyHashing>,
     idle: Notify,
 }
 

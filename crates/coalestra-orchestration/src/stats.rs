@@ -61,9 +61,16 @@ impl BuildStats {
     pub(crate) fn source_call(&self, source: &str, latency: Duration) {
         Self::bump(&self.source_calls);
         let mut map = self.per_source.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = map.entry(source.to_owned()).or_default();
-        entry.0 += 1;
-        entry.1 += latency;
+        // The name is copied once per source and build, not once per call.
+        match map.get_mut(source) {
+            Some(entry) => {
+                entry.0 += 1;
+                entry.1 += latency;
+            }
+            None => {
+                map.insert(source.to_owned(), (1, latency));
+            }
+        }
     }
 
     /// Fills diagnostics.

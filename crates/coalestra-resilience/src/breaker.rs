@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use coalestra_core::key::KeyHasher;
 use coalestra_core::CircuitBreakerPolicy;
 use serde::{Serialize, Serializer};
 use tokio::time::Instant;
@@ -172,7 +174,7 @@ impl Circuit {
 /// Everything behind the registry's lock.
 #[derive(Debug, Default)]
 struct Circuits {
-    by_identity: HashMap<CircuitIdentity, Circuit>,
+    by_identity: HashMap<CircuitIdentity, Circuit, BuildHasherDefault<KeyHasher>>,
     last_epoch: u64,
 }
 
@@ -189,7 +191,8 @@ impl Registry {
     }
 
     fn settle(&self, ticket: &Ticket, identity: &CircuitIdentity, outcome: Outcome) {
-        let now = Instant::now();
+        // The clock is read only when a circuit opens.
+        let now = Instant::now;
         let mut guard = self.lock();
         let circuits = &mut *guard;
         let next_epoch = circuits.last_epoch + 1;
@@ -210,11 +213,11 @@ impl Registry {
                 }
                 Outcome::Failure => {
                     circuit.failures = circuit.failures.saturating_add(1);
-                    circuit.open(now, next_epoch);
+                    circuit.open(now(), next_epoch);
                     true
                 }
                 Outcome::Abandoned => {
-                    circuit.open(now, next_epoch);
+                    circuit.open(now(), next_epoch);
                     true
                 }
                 Outcome::Skipped => {
@@ -234,7 +237,7 @@ impl Registry {
                 Outcome::Failure => {
                     circuit.failures = circuit.failures.saturating_add(1);
                     if circuit.failures >= ticket.threshold {
-                        circuit.open(now, next_epoch);
+                        circuit.open(now(), next_epoch);
                         true
                     } else {
                         false
@@ -375,7 +378,6 @@ impl CircuitBreakers {
                 ticket: None,
             });
         }
-        let now = Instant::now();
         let mut guard = self.registry.lock();
         let circuits = &mut *guard;
         let next_epoch = circuits.last_epoch + 1;
@@ -396,9 +398,9 @@ impl CircuitBreakers {
         let probe = match circuit.status {
             CircuitStatus::Closed => false,
             CircuitStatus::Open => {
-                let elapsed = circuit
-                    .opened_at
-                    .map_or(Duration::MAX, |at| now.saturating_duration_since(at));
+                let elapsed = circuit.opened_at.map_or(Duration::MAX, |at| {
+                    Instant::now().saturating_duration_since(at)
+                });
                 if elapsed < policy.recovery_timeout() {
                     return Err(CircuitOpen::Open {
                         identity: identity.clone(),

@@ -26,7 +26,12 @@ use moka::policy::EvictionPolicy;
 use self::counters::Counters;
 
 /// The moka store behind a [`MemoryCache`].
-pub(crate) type Store = moka::sync::Cache<ResourceKey, Arc<StoredEntry>>;
+///
+/// Keys carry a hash computed once at construction; the store passes it
+/// through instead of hashing every lookup again.
+pub(crate) type Store = moka::sync::Cache<ResourceKey, Arc<StoredEntry>, KeyHashing>;
+
+type KeyHashing = std::hash::BuildHasherDefault<coalestra_core::key::KeyHasher>;
 
 /// One stored revision. Each write that stores allocates a new entry, so two
 /// reads observe the same revision exactly when their entries are the same
@@ -181,7 +186,7 @@ impl MemoryCache {
             builder = builder.max_capacity(bound.get());
         }
         Self {
-            store: builder.build(),
+            store: builder.build_with_hasher(KeyHashing::default()),
             counters,
             max_entries: config.max_entries,
             unsettled: Arc::default(),

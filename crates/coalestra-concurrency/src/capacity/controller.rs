@@ -110,24 +110,43 @@ impl CapacityController {
     /// ```
     pub async fn acquire(
         &self,
-        source: &str,
+        source: impl Into<Arc<str>>,
         queue_timeout: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Result<CapacityPermit, CapacityError> {
-        let started = Instant::now();
-        if deadline.is_some_and(|deadline| deadline <= started) {
-            return Err(CapacityError::DeadlineExceeded {
-                source_name: source.to_owned(),
-                waited: Duration::ZERO,
-            });
+        let source: Arc<str> = source.into();
+        if let Some(deadline) = deadline {
+            if deadline <= Instant::now() {
+                return Err(CapacityError::DeadlineExceeded {
+                    source_name: source.to_string(),
+                    waited: Duration::ZERO,
+                });
+            }
         }
-        let slots = self.acquire_slots(source);
+        // Free capacity is taken without reading the clock: nothing waited.
+        let held_source = match self.limits.sources.get(&*source) {
+            Some(limiter) => limiter.try_acquire().map(Some),
+            None => Some(None),
+        };
+        if held_source.is_some() {
+            if let Some(global_slot) = self.limits.global.try_acquire() {
+                let source_slot = held_source.flatten();
+                return Ok(CapacityPermit::new(
+                    source,
+                    Duration::ZERO,
+                    global_slot,
+                    source_slot,
+                ));
+            }
+        }
+        let started = Instant::now();
+        let slots = self.acquire_slots(&source, held_source);
         let (source_slot, global_slot) = match WaitBound::resolve(started, queue_timeout, deadline)
         {
             None => slots.await,
             Some(bound) => match tokio::time::timeout_at(bound.until, slots).await {
                 Ok(slots) => slots,
-                Err(_elapsed) => return Err(bound.into_error(source, started)),
+                Err(_elapsed) => return Err(bound.into_error(&source, started)),
             },
         };
         Ok(CapacityPermit::new(
@@ -138,14 +157,19 @@ impl CapacityController {
         ))
     }
 
-    /// Takes the source slot (if the source is limited), then the global slot.
+    /// Takes the source slot (if the source is limited and `held` does not
+    /// already settle it), then the global slot.
     async fn acquire_slots(
         &self,
         source: &str,
+        held: Option<Option<OwnedSemaphorePermit>>,
     ) -> (Option<OwnedSemaphorePermit>, OwnedSemaphorePermit) {
-        let source_slot = match self.limits.sources.get(source) {
-            Some(limiter) => Some(limiter.acquire().await),
-            None => None,
+        let source_slot = match held {
+            Some(slot) => slot,
+            None => match self.limits.sources.get(source) {
+                Some(limiter) => Some(limiter.acquire().await),
+                None => None,
+            },
         };
         // If this future is dropped while waiting here, `source_slot` is
         // dropped with it and the source slot is released.

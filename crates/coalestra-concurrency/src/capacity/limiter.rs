@@ -25,6 +25,11 @@ impl Limiter {
         }
     }
 
+    /// Takes a free slot without waiting, if there is one.
+    pub(super) fn try_acquire(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.slots).try_acquire_owned().ok()
+    }
+
     /// Waits for a slot. Cancel-safe: dropping the future gives up the place
     /// in the queue, and a slot assigned but not yet observed is returned.
     pub(super) async fn acquire(&self) -> OwnedSemaphorePermit {

@@ -1,5 +1,6 @@
 //! The RAII permit handed out by a successful acquisition.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
@@ -11,7 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 #[derive(Debug)]
 #[must_use = "capacity is released as soon as the permit is dropped"]
 pub struct CapacityPermit {
-    source_name: String,
+    source_name: Arc<str>,
     wait_time: Duration,
     // Field order is drop order: the global slot is released before the
     // source slot, so a queued caller of the same source can never observe a
@@ -22,13 +23,13 @@ pub struct CapacityPermit {
 
 impl CapacityPermit {
     pub(super) fn new(
-        source_name: &str,
+        source_name: Arc<str>,
         wait_time: Duration,
         global: OwnedSemaphorePermit,
         source: Option<OwnedSemaphorePermit>,
     ) -> Self {
         Self {
-            source_name: source_name.to_owned(),
+            source_name,
             wait_time,
             _global_slot: global,
             source_slot: source,

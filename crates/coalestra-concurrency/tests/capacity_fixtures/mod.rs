@@ -97,7 +97,7 @@ pub fn spawn_holder(
     let (gauge, release) = (Arc::clone(gauge), Arc::clone(release));
     tasks.spawn(async move {
         let _permit = capacity
-            .acquire(&source, None, None)
+            .acquire(source.as_str(), None, None)
             .await
             .expect("no bound");
         let _entry = gauge.enter();
