@@ -7,12 +7,14 @@
 //! ```
 //!
 //! `WORKLOAD` is one of `hot-cache-200`, `hot-cache-200-baseline`,
-//! `cold-local-200`, `batch-1000`, `publish-distinct-10k`,
-//! `publish-one-key-10k`, `session-revalidate` (default 100 iterations).
+//! `cold-local-200`, `batch-1000`, `coalesce-1000`, `latency-20`,
+//! `publish-distinct-10k`, `publish-one-key-10k`, `session-revalidate`
+//! (default 100 iterations).
 
 use std::process::ExitCode;
 
 use coalestra_benches::baseline::Baseline;
+use coalestra_benches::concurrency::{Coalesce, Latency};
 use coalestra_benches::publish::Publish;
 use coalestra_benches::read_path::{ColdLocal, HotCache};
 use coalestra_benches::runtime;
@@ -65,6 +67,18 @@ fn main() -> ExitCode {
                     } else {
                         publish.one_key().await;
                     }
+                }
+            }
+            "coalesce-1000" => {
+                let coalesce = Coalesce::new();
+                for _ in 0..iterations {
+                    coalesce.run().await;
+                }
+            }
+            "latency-20" => {
+                let latency = Latency::new();
+                for _ in 0..iterations {
+                    latency.run().await;
                 }
             }
             "session-revalidate" => {

@@ -61,7 +61,18 @@ pub(crate) fn new_snapshot_id() -> Arc<str> {
     let mut z = (raw as u64) ^ ((raw >> 64) as u64).rotate_left(17);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    format!("{:016x}", z ^ (z >> 31)).into()
+    let z = z ^ (z >> 31);
+    // Sixteen lowercase hex digits, written without the formatting machinery.
+    let mut hex = [0u8; 16];
+    for (i, digit) in hex.iter_mut().enumerate() {
+        let nibble = ((z >> (60 - 4 * i)) & 0xF) as u8;
+        *digit = if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        };
+    }
+    Arc::from(std::str::from_utf8(&hex).unwrap_or_default())
 }
 
 impl SnapshotBuilder {
@@ -339,5 +350,27 @@ impl SnapshotBuilder {
             h.source_timeouts.load(Ordering::Relaxed),
             h.deadlines.load(Ordering::Relaxed),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_snapshot_id;
+
+    #[test]
+    fn snapshot_ids_are_sixteen_lowercase_hex_digits_and_distinct() {
+        let ids: Vec<_> = (0..64).map(|_| new_snapshot_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}"
+            );
+        }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len());
     }
 }

@@ -20,7 +20,7 @@ pub(crate) struct Job {
     /// Why the cache is bypassed, when a caller asked for it.
     pub(crate) bypass_reason: Option<&'static str>,
     /// Values pinned by a session; served before the cache.
-    pub(crate) pinned: Arc<KeyMap<SnapshotValue>>,
+    pub(crate) pinned: Option<Arc<KeyMap<SnapshotValue>>>,
     /// Every value resolved by the job (sessions pin them).
     pub(crate) learned: Option<Mutex<KeyMap<SnapshotValue>>>,
     /// Sources a key may not use (consistency fallback).
@@ -47,7 +47,7 @@ impl Job {
             tree: Tree::default(),
             bypass_cache: false,
             bypass_reason: None,
-            pinned: Arc::new(KeyMap::default()),
+            pinned: None,
             learned: None,
             excluded: KeyMap::default(),
             write_cache: true,

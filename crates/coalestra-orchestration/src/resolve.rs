@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use coalestra_core::{
     CacheError, CacheRead, Event, Freshness, FreshnessPolicy, RefreshMode, ResourceError,
@@ -15,8 +16,14 @@ use crate::flight::{Flight, Outcome, Reservation};
 use crate::job::{Job, TreeLookup};
 use crate::owned::Owned;
 use crate::stats::BuildStats;
+use crate::tasks::Detachable;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Whether `policy` allows no age at all, so no cached revision can serve it.
+fn never_cached(policy: &FreshnessPolicy) -> bool {
+    policy.ttl().is_zero() && policy.max_stale().is_zero()
+}
 
 /// A deadline failure attributed to the snapshot itself.
 pub(crate) fn deadline_outcome(key: &ResourceKey, phase: &str) -> Outcome {
@@ -35,17 +42,29 @@ impl Engine {
     ) -> BoxFuture<'a, Result<Vec<Outcome>, CacheError>> {
         Box::pin(async move {
             let mut outcomes: Vec<Option<Outcome>> = vec![None; keys.len()];
-            let mut stale: Vec<Option<SnapshotValue>> = vec![None; keys.len()];
+            // Stale candidates are rare: the vector grows only when one shows.
+            let mut stale: Vec<Option<SnapshotValue>> = Vec::new();
             let mut policies: Vec<FreshnessPolicy> = Vec::with_capacity(keys.len());
             policies.extend(keys.iter().map(|k| self.policies.resolve(k)));
-            if !job.pinned.is_empty() {
+            if let Some(pinned) = job.pinned.as_deref().filter(|p| !p.is_empty()) {
                 for (slot, key) in outcomes.iter_mut().zip(keys) {
-                    if let Some(value) = job.pinned.get(key) {
+                    if let Some(value) = pinned.get(key) {
                         *slot = Some(Ok(value.clone()));
                     }
                 }
             }
-            let unpinned: Vec<usize> = (0..keys.len()).filter(|&i| outcomes[i].is_none()).collect();
+            // A policy that allows no age at all never reads the cache: every
+            // read goes to a source.
+            let (unpinned, uncached): (Vec<usize>, Vec<usize>) = (0..keys.len())
+                .filter(|&i| outcomes[i].is_none())
+                .partition(|&i| !never_cached(&policies[i]));
+            if !uncached.is_empty() {
+                BuildStats::add(&job.stats.cache_misses, uncached.len() as u64);
+                for &i in &uncached {
+                    self.emit
+                        .count_resource("cache_access_total", &keys[i], &[("status", "miss")]);
+                }
+            }
             if unpinned.is_empty() {
                 // Everything is pinned by the session.
             } else if !job.bypass_cache {
@@ -71,10 +90,16 @@ impl Engine {
             }
             let missing: Vec<usize> = (0..keys.len()).filter(|&i| outcomes[i].is_none()).collect();
             if !missing.is_empty() {
-                let wanted: Vec<ResourceKey> = missing.iter().map(|&i| keys[i].clone()).collect();
-                let fetched = self.fetch(&wanted, job, path).await;
+                let fetched = if missing.len() == keys.len() {
+                    self.fetch(keys, job, path).await
+                } else {
+                    let wanted: Vec<ResourceKey> =
+                        missing.iter().map(|&i| keys[i].clone()).collect();
+                    self.fetch(&wanted, job, path).await
+                };
                 for (&i, outcome) in missing.iter().zip(fetched) {
-                    outcomes[i] = Some(match (outcome, stale[i].take()) {
+                    let candidate = stale.get_mut(i).and_then(Option::take);
+                    outcomes[i] = Some(match (outcome, candidate) {
                         (Err(error), Some(candidate)) if policies[i].allow_stale_on_error() => {
                             self.stale_fallback(candidate, &error, job)
                         }
@@ -99,7 +124,7 @@ impl Engine {
         policies: &[FreshnessPolicy],
         job: &Arc<Job>,
         outcomes: &mut [Option<Outcome>],
-        stale: &mut [Option<SnapshotValue>],
+        stale: &mut Vec<Option<SnapshotValue>>,
     ) -> Result<(), CacheError> {
         let reads: Vec<CacheRead> = indices
             .iter()
@@ -182,6 +207,9 @@ impl Engine {
                     BuildStats::bump(&job.stats.cache_misses);
                     self.emit
                         .count_resource("cache_access_total", key, &[("status", "miss")]);
+                    if stale.is_empty() {
+                        stale.resize(all_keys.len(), None);
+                    }
                     stale[i] = Some(hit.value.with_stale(true));
                 }
                 Freshness::Expired => {
@@ -245,9 +273,9 @@ impl Engine {
         path: &[ResourceKey],
     ) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; keys.len()];
-        let mut owned = Vec::new();
+        let mut owned = Vec::with_capacity(keys.len());
         let mut claimed: Vec<(usize, Arc<Flight>)> = Vec::new();
-        let mut waits: Vec<(usize, Arc<Flight>, bool)> = Vec::new();
+        let mut waits: Vec<(usize, Arc<Flight>, bool)> = Vec::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
             if !path.is_empty() {
                 match job.tree.lookup(key, path) {
@@ -289,6 +317,7 @@ impl Engine {
                 Reservation::Joined(flight) => waits.push((i, flight, true)),
             }
         }
+        let mut work = None;
         if path.is_empty() {
             if !owned.is_empty() {
                 let keys: Vec<ResourceKey> = owned.iter().map(|(_, g)| g.key().clone()).collect();
@@ -296,34 +325,73 @@ impl Engine {
                 for (i, guard) in &owned {
                     waits.push((*i, Arc::clone(guard.flight()), false));
                 }
-                let work: Vec<(ResourceKey, Owned)> = owned
+                let work_items: Vec<(ResourceKey, Owned)> = owned
                     .into_iter()
                     .map(|(_, g)| (g.key().clone(), Owned::Guard(g)))
                     .collect();
                 let engine = Arc::clone(self);
                 let task_job = Arc::clone(job);
-                // The shared work is detached from this caller: cancelling the
-                // caller never cancels a fetch other callers may be waiting for.
-                self.tasks.spawn(async move {
-                    engine.run_owned(work, &task_job, &[]).await;
-                });
+                // The shared work starts here, in this caller's task, and is
+                // detached from it: should the caller stop waiting first, the
+                // rest runs on as a tracked task, so cancelling one caller
+                // never cancels a fetch other callers wait for.
+                work = Some(Detachable::new(&self.tasks, async move {
+                    engine.run_owned(work_items, &task_job, &[]).await;
+                }));
             }
         } else if !owned.is_empty() || !claimed.is_empty() {
             let mut indices = Vec::new();
-            let mut work: Vec<(ResourceKey, Owned)> = Vec::new();
+            let mut work_items: Vec<(ResourceKey, Owned)> = Vec::new();
             for (i, guard) in owned {
                 indices.push(i);
-                work.push((guard.key().clone(), Owned::Guard(guard)));
+                work_items.push((guard.key().clone(), Owned::Guard(guard)));
             }
             for (i, flight) in claimed {
                 indices.push(i);
-                work.push((keys[i].clone(), Owned::Claimed(flight)));
+                work_items.push((keys[i].clone(), Owned::Claimed(flight)));
             }
-            let results = self.run_owned(work, job, path).await;
+            // Boxed: nested resolutions are rare, and inlining the whole
+            // chain would make every top-level resolution's future as large.
+            let results = Box::pin(self.run_owned(work_items, job, path)).await;
             for (i, outcome) in indices.into_iter().zip(results) {
                 outcomes[i] = Some(outcome);
             }
         }
+        let waiting = self.wait_all(keys, waits, job, path, &mut outcomes);
+        match work.as_mut() {
+            None => waiting.await,
+            Some(work) => {
+                tokio::pin!(waiting);
+                // The waiting side goes first, so a deadline that has passed
+                // ends this caller's wait before the work is advanced again.
+                std::future::poll_fn(|cx| {
+                    if waiting.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(());
+                    }
+                    work.poll_work(cx);
+                    waiting.as_mut().poll(cx)
+                })
+                .await;
+            }
+        }
+        // Unfinished work moves to a task here.
+        drop(work);
+        outcomes
+            .into_iter()
+            .zip(keys)
+            .map(|(o, k)| o.unwrap_or_else(|| deadline_outcome(k, "before resolution")))
+            .collect()
+    }
+
+    /// Waits for every flight in `waits`, each bounded by the job deadline.
+    async fn wait_all(
+        &self,
+        keys: &[ResourceKey],
+        waits: Vec<(usize, Arc<Flight>, bool)>,
+        job: &Job,
+        path: &[ResourceKey],
+        outcomes: &mut [Option<Outcome>],
+    ) {
         let waiter = path.last();
         for (i, flight, joined) in waits {
             let key = &keys[i];
@@ -352,10 +420,5 @@ impl Engine {
                 outcome
             });
         }
-        outcomes
-            .into_iter()
-            .zip(keys)
-            .map(|(o, k)| o.unwrap_or_else(|| deadline_outcome(k, "before resolution")))
-            .collect()
     }
 }

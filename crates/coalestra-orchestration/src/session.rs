@@ -190,7 +190,7 @@ impl SnapshotSession {
             ctx = ctx.with_deadline(deadline.into_std(), self.engine.clock.now() + remaining);
         }
         let mut job = Job::new(ctx, self.deadline, self.engine.max_pending.get());
-        job.pinned = pinned;
+        job.pinned = Some(pinned);
         job.learned = Some(std::sync::Mutex::new(KeyMap::default()));
         job
     }
