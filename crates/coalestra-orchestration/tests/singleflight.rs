@@ -861,3 +861,96 @@ async fn b6_13_coalesced_callers_share_one_immutable_payload() {
     assert!(a.same_revision(b));
     assert_eq!(gate.arrivals(), 1);
 }
+
+// ------------------------------------------------- inline start of owned work
+
+/// Polls `future` exactly once.
+async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> bool {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::pin::Pin::new(&mut *future).poll(cx).is_ready())
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_caller_starts_the_source_call_within_its_own_first_poll() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let mut build = Box::pin(builder.build([price.clone()]));
+    assert!(
+        !poll_once(&mut build).await,
+        "the source is held at the gate"
+    );
+    // No other task ran in between: the call started inside that one poll.
+    assert_eq!(entries(&log).len(), 1);
+    assert_eq!(gate.waiting(), 1);
+    assert_eq!(builder.active_tasks(), 1, "inline work counts as active");
+
+    gate.open();
+    let snapshot = build.await.expect("build");
+    assert_eq!(*snapshot.value::<u64>(&price).expect("value"), 42);
+    assert_eq!(builder.active_tasks(), 0);
+    assert_eq!(builder.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_dropped_after_its_first_poll_hands_the_work_to_a_task() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let mut build = Box::pin(builder.build([price.clone()]));
+    assert!(!poll_once(&mut build).await);
+    drop(build);
+    assert_eq!(
+        builder.active_tasks(),
+        1,
+        "the work moved to a tracked task"
+    );
+    let joiner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    settle().await;
+    gate.open();
+    let joined = joiner.await.expect("task").expect("shared value");
+
+    assert_eq!(*joined.value::<u64>(&price).expect("value"), 42);
+    assert!(joined.get(&price).expect("value").is_coalesced());
+    assert_eq!(entries(&log).len(), 1, "one call for both callers");
+    settle().await;
+    assert_eq!(builder.active_tasks(), 0);
+    assert_eq!(builder.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_waits_for_work_running_inside_a_caller() {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+
+    let caller = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    gate.wait_for_arrivals(1).await;
+    let closing = {
+        let builder = builder.clone();
+        tokio::spawn(async move { builder.close().await })
+    };
+    settle().await;
+    assert!(!closing.is_finished(), "close waits for the running fetch");
+    gate.open();
+    closing.await.expect("close");
+    assert_eq!(builder.active_tasks(), 0);
+    let snapshot = caller.await.expect("task").expect("build finished");
+    assert_eq!(*snapshot.value::<u64>(&price).expect("value"), 42);
+}

@@ -1636,3 +1636,41 @@ async fn keys_of_different_sources_are_fetched_concurrently() {
     assert_eq!(snapshot.len(), 2);
     assert_eq!(started.elapsed(), Duration::from_millis(100));
 }
+
+// A policy that allows no age at all never reads the cache: even a revision
+// published at this very instant (a frozen manual clock) is not served, and
+// the key counts as a cache miss without a read reaching the cache.
+#[tokio::test]
+async fn a_never_cached_policy_goes_to_the_source_without_reading_the_cache() {
+    let clock = manual_clock();
+    let log = new_log();
+    let builder = config(vec![constant("rest", 7, &log).into()], &clock)
+        .default_policy(FreshnessPolicy::no_cache())
+        .build()
+        .expect("valid builder");
+    let price = key("market:price:BTC");
+    builder
+        .publisher()
+        .publish(
+            price.clone(),
+            Payload::new(1_u64),
+            coalestra_cache::PublishOptions::new("stream"),
+        )
+        .await
+        .expect("published");
+    let reads_before = builder.cache().stats();
+
+    let snapshot = builder.build([price.clone()]).await.expect("build");
+
+    assert_eq!(*snapshot.value::<u64>(&price).expect("value"), 7);
+    assert!(!snapshot.get(&price).expect("value").is_from_cache());
+    assert_eq!(entries(&log), vec![format!("rest:{price}")]);
+    let reads_after = builder.cache().stats();
+    assert_eq!(
+        (reads_after.hits, reads_after.misses),
+        (reads_before.hits, reads_before.misses),
+        "the cache was not read"
+    );
+    let diagnostics = snapshot.diagnostics().expect("diagnostics");
+    assert_eq!(diagnostics.cache_misses, 1);
+}
