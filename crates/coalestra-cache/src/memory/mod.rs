@@ -7,6 +7,7 @@
 
 mod counters;
 mod dependencies;
+mod locks;
 mod write;
 
 use std::fmt;
@@ -24,6 +25,7 @@ use moka::ops::compute::Op;
 use moka::policy::EvictionPolicy;
 
 use self::counters::Counters;
+use self::locks::KeyLocks;
 
 /// The moka store behind a [`MemoryCache`].
 ///
@@ -149,6 +151,8 @@ impl Default for MemoryCacheConfig {
 #[derive(Clone)]
 pub struct MemoryCache {
     store: Store,
+    /// Serializes each key's conditional writes and removals.
+    locks: Arc<KeyLocks>,
     counters: Arc<Counters>,
     max_entries: Option<NonZeroU64>,
     /// Stored writes since the last maintenance pass.
@@ -187,6 +191,7 @@ impl MemoryCache {
         }
         Self {
             store: builder.build_with_hasher(KeyHashing::default()),
+            locks: Arc::new(KeyLocks::new()),
             counters,
             max_entries: config.max_entries,
             unsettled: Arc::default(),
@@ -313,7 +318,10 @@ impl MemoryCache {
     fn remove_keys(&self, keys: Vec<ResourceKey>) -> Vec<ResourceKey> {
         let removed: Vec<ResourceKey> = keys
             .into_iter()
-            .filter(|key| self.store.remove(key).is_some())
+            .filter(|key| {
+                let _guard = self.locks.lock(key);
+                self.store.remove(key).is_some()
+            })
             .collect();
         self.counters.invalidated(removed.len() as u64);
         removed
@@ -322,6 +330,7 @@ impl MemoryCache {
     /// Removes `key` only while `entry` is still its stored revision, so a
     /// revision written concurrently is never removed by mistake.
     fn remove_if_current(&self, key: &ResourceKey, entry: &Arc<StoredEntry>) -> bool {
+        let _guard = self.locks.lock(key);
         let result = self
             .store
             .entry_by_ref(key)
@@ -330,6 +339,15 @@ impl MemoryCache {
                 _ => Op::Nop,
             });
         matches!(result, moka::ops::compute::CompResult::Removed(_))
+    }
+
+    /// One conditional write, then the size bound when it stored.
+    fn write_one(&self, write: CacheWrite) -> WriteResult {
+        let result = write::apply_one(&self.store, &self.locks, &self.counters, write);
+        if result.outcome.is_stored() {
+            self.settle_if_near_bound(1);
+        }
+        result
     }
 
     fn read_one(&self, read: &CacheRead, now: Timestamp) -> Option<CacheHit> {
@@ -394,11 +412,19 @@ impl SnapshotCache for MemoryCache {
         Ok(hits)
     }
 
-    async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
-        if writes.is_empty() {
-            return Ok(Vec::new());
+    async fn write_many(
+        &self,
+        mut writes: Vec<CacheWrite>,
+    ) -> Result<Vec<WriteResult>, CacheError> {
+        if writes.len() <= 1 {
+            return Ok(writes
+                .pop()
+                .map(|w| self.write_one(w))
+                .into_iter()
+                .collect());
         }
-        let (results, stored_any) = write::apply_batch(&self.store, &self.counters, writes);
+        let (results, stored_any) =
+            write::apply_batch(&self.store, &self.locks, &self.counters, writes);
         // Applying the size bound right away keeps eviction strictly least
         // recently used (reads are folded in before the new entries) and the
         // size exact; a batch that stored nothing added nothing to evict.
@@ -406,6 +432,10 @@ impl SnapshotCache for MemoryCache {
             self.settle_if_near_bound(results.len() as u64);
         }
         Ok(results)
+    }
+
+    async fn write(&self, write: CacheWrite) -> Result<WriteResult, CacheError> {
+        Ok(self.write_one(write))
     }
 
     async fn invalidate_many(&self, keys: &[ResourceKey]) -> Result<Vec<ResourceKey>, CacheError> {

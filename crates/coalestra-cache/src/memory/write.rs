@@ -1,19 +1,61 @@
 //! Conditional writes: one atomic compare-and-store per key, however many
 //! candidates a batch carries for it.
 //!
-//! The candidates of one key are decided inside a single moka compute call,
-//! which moka serializes per key, so no concurrent writer can interleave
-//! between reading the stored revision and replacing it. Nothing in here
-//! awaits.
+//! The candidates of one key are decided while the key's stripe lock is
+//! held (see [`KeyLocks`]), from reading the stored revision to storing the
+//! winner, so no concurrent writer or conditional removal can interleave.
+//! Nothing in here awaits.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 
 use coalestra_core::{CacheWrite, KeyMap, ResourceKey, WriteOutcome, WriteResult};
-use moka::ops::compute::Op;
 
 use super::counters::Counters;
+use super::locks::KeyLocks;
 use super::{Store, StoredEntry};
+
+/// Applies one conditional write: the single-write path, without the
+/// grouping and ordering a batch needs.
+pub(crate) fn apply_one(
+    store: &Store,
+    locks: &KeyLocks,
+    counters: &Counters,
+    write: CacheWrite,
+) -> WriteResult {
+    let CacheWrite {
+        value,
+        force,
+        replace_equal,
+    } = write;
+    let (outcome, stored) = {
+        let _guard = locks.lock(value.key());
+        let stored = store.get(value.key());
+        let outcome = WriteOutcome::decide(
+            &value,
+            stored.as_ref().map(|entry| &entry.value),
+            force,
+            replace_equal,
+        );
+        if outcome.is_stored() {
+            let key = value.key().clone();
+            store.insert(key, Arc::new(StoredEntry::new(value.clone())));
+        }
+        (outcome, stored)
+    };
+    counters.write(outcome);
+    let previous = stored.map(|entry| entry.value.clone());
+    let current = match (&previous, outcome.is_stored()) {
+        // An ignored candidate always has a stored revision that beat it.
+        (Some(kept), false) => kept.clone(),
+        _ => value,
+    };
+    WriteResult {
+        outcome,
+        previous,
+        current,
+    }
+}
 
 /// One candidate's decision, before the key's final revision is known.
 struct Decision {
@@ -27,6 +69,7 @@ struct Decision {
 /// The second value tells whether any candidate was stored.
 pub(crate) fn apply_batch(
     store: &Store,
+    locks: &KeyLocks,
     counters: &Counters,
     writes: Vec<CacheWrite>,
 ) -> (Vec<WriteResult>, bool) {
@@ -35,7 +78,7 @@ pub(crate) fn apply_batch(
     results.resize_with(writes.len(), || None);
     for (key, indices) in group_by_key(&writes) {
         let ordered = decision_order(&writes, indices);
-        let (decisions, current) = apply_key(store, key, &writes, &ordered);
+        let (decisions, current) = apply_key(store, locks, key, &writes, &ordered);
         for decision in decisions {
             counters.write(decision.outcome);
             stored_any |= decision.outcome.is_stored();
@@ -103,49 +146,50 @@ fn decision_order(writes: &[CacheWrite], mut indices: Vec<usize>) -> Vec<usize> 
     indices
 }
 
-/// Decides every candidate of one key inside one moka compute call and
-/// returns the decisions with the revision stored afterwards.
+/// Decides every candidate of one key under the key's lock and returns the
+/// decisions with the revision stored afterwards.
 fn apply_key(
     store: &Store,
+    locks: &KeyLocks,
     key: ResourceKey,
     writes: &[CacheWrite],
     ordered: &[usize],
 ) -> (Vec<Decision>, Arc<StoredEntry>) {
     let mut decisions = Vec::with_capacity(ordered.len());
-    let mut last: Option<Arc<StoredEntry>> = None;
-    store.entry(key).and_compute_with(|existing| {
-        let original = existing.map(|entry| entry.into_value());
-        let mut current = original.clone();
-        for &index in ordered {
-            let write = &writes[index];
-            let outcome = WriteOutcome::decide(
-                &write.value,
-                current.as_ref().map(|entry| &entry.value),
-                write.force,
-                write.replace_equal,
-            );
-            let previous = current.clone();
-            if outcome.is_stored() {
-                current = Some(Arc::new(StoredEntry::new(write.value.clone())));
-            }
-            decisions.push(Decision {
-                index,
-                outcome,
-                previous,
-            });
+    let _guard = locks.lock(&key);
+    let original = store.get(&key);
+    let mut current = original.clone();
+    for &index in ordered {
+        let write = &writes[index];
+        let outcome = WriteOutcome::decide(
+            &write.value,
+            current.as_ref().map(|entry| &entry.value),
+            write.force,
+            write.replace_equal,
+        );
+        let previous = current.clone();
+        if outcome.is_stored() {
+            current = Some(Arc::new(StoredEntry::new(write.value.clone())));
         }
-        last.clone_from(&current);
-        match (&original, current) {
-            (Some(before), Some(after)) if Arc::ptr_eq(before, &after) => Op::Nop,
-            (_, Some(after)) => Op::Put(after),
-            (_, None) => Op::Nop,
+        decisions.push(Decision {
+            index,
+            outcome,
+            previous,
+        });
+    }
+    let current = match (original, current) {
+        (Some(before), Some(after)) if Arc::ptr_eq(&before, &after) => after,
+        (_, Some(after)) => {
+            store.insert(key, Arc::clone(&after));
+            after
         }
-    });
-    // Every key here has at least one candidate, and the first decision
-    // against an empty slot always stores, so a revision is always present.
-    let current = last.unwrap_or_else(|| {
-        let first = &writes[ordered[0]];
-        Arc::new(StoredEntry::new(first.value.clone()))
-    });
+        // Every key here has at least one candidate, and the first decision
+        // against an empty slot always stores, so a revision is always
+        // present.
+        (_, None) => {
+            let first = &writes[ordered[0]];
+            Arc::new(StoredEntry::new(first.value.clone()))
+        }
+    };
     (decisions, current)
 }

@@ -133,10 +133,37 @@ impl ResourcePublisher {
         payload: Payload,
         options: PublishOptions,
     ) -> Result<PublishResult, CoalestraError> {
-        let mut results = self
-            .publish_many(vec![ResourceUpdate::new(key, payload, options)])
+        let now = self.inner.config.clock.now();
+        let candidate = self.candidate(ResourceUpdate::new(key, payload, options), now)?;
+        let telemetry = self.telemetry();
+        // The offered value is kept for reporting only when it is reported.
+        let offered = telemetry.enabled().then(|| candidate.value.clone());
+        let Candidate {
+            value,
+            force,
+            replace_equal,
+        } = candidate;
+        let key = value.key().clone();
+        let written = self
+            .inner
+            .cache
+            .write(CacheWrite {
+                value,
+                force,
+                replace_equal,
+            })
             .await?;
-        results.pop().ok_or_else(|| missing_results(1, 0))
+        let result = PublishResult {
+            key,
+            status: PublishStatus::from_outcome(written.outcome),
+            value: written.current,
+            previous: written.previous,
+            forced: force,
+        };
+        if let Some(offered) = &offered {
+            telemetry.publication(&result, offered);
+        }
+        Ok(result)
     }
 
     /// Publishes several values with one batch write.
@@ -285,7 +312,7 @@ impl ResourcePublisher {
             .collect();
         let removed = self.inner.cache.invalidate_many(&unique).await?;
         let telemetry = self.telemetry();
-        if telemetry.events.enabled() || telemetry.metrics.enabled() {
+        if telemetry.enabled() {
             let present: KeyMap<()> = removed.iter().map(|key| (key.clone(), ())).collect();
             for key in &unique {
                 telemetry.invalidation(key, reason, present.contains_key(key));

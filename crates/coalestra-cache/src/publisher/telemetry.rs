@@ -20,6 +20,11 @@ pub(crate) struct Telemetry<'a> {
 }
 
 impl Telemetry<'_> {
+    /// Whether either sink wants anything.
+    pub(crate) fn enabled(&self) -> bool {
+        self.events.enabled() || self.metrics.enabled()
+    }
+
     /// Reports one publication; `candidate` is the value that was offered.
     pub(crate) fn publication(&self, result: &PublishResult, candidate: &SnapshotValue) {
         let key = &result.key;
