@@ -242,7 +242,12 @@ impl SnapshotBuilder {
             }
             None => None,
         };
-        Ok(Job::new(ctx, deadline, engine.max_pending.get()))
+        Ok(Job::new(
+            ctx,
+            deadline,
+            engine.max_pending.get(),
+            engine.catalog.has_derived(),
+        ))
     }
 
     /// Opens a multi-stage session sharing this builder's capacity, circuits

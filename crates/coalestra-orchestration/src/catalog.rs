@@ -35,6 +35,7 @@ impl SourceEntry {
 pub(crate) struct SourceCatalog {
     entries: Vec<Arc<SourceEntry>>,
     support_limit: usize,
+    has_derived: bool,
 }
 
 impl SourceCatalog {
@@ -92,13 +93,23 @@ impl SourceCatalog {
         }
         // Stable sort: equal priorities keep registration order.
         entries.sort_by_key(|e| std::cmp::Reverse(e.source.info().priority()));
+        let has_derived = entries
+            .iter()
+            .any(|e| matches!(e.source, SourceRef::Derived(_)));
         Ok(Self {
             entries,
             support_limit: support_cache.unwrap_or(0),
+            has_derived,
         })
     }
 
     /// Sources in descending priority.
+    /// Whether any source is derived: only then can a key wait on another
+    /// key, and only then does a job keep a resolution tree.
+    pub(crate) fn has_derived(&self) -> bool {
+        self.has_derived
+    }
+
     pub(crate) fn entries(&self) -> &[Arc<SourceEntry>] {
         &self.entries
     }

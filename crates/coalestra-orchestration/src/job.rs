@@ -38,13 +38,23 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub(crate) fn new(ctx: FetchContext, deadline: Option<Instant>, width: usize) -> Self {
+    /// A job; `tracked` keeps a resolution tree (needed only when a derived
+    /// source can make keys wait on other keys).
+    pub(crate) fn new(
+        ctx: FetchContext,
+        deadline: Option<Instant>,
+        width: usize,
+        tracked: bool,
+    ) -> Self {
         Self {
             gate: tokio::sync::Semaphore::new(width.max(1)),
             ctx,
             deadline,
             stats: BuildStats::default(),
-            tree: Tree::default(),
+            tree: Tree {
+                state: Mutex::default(),
+                tracked,
+            },
             bypass_cache: false,
             bypass_reason: None,
             pinned: None,
@@ -109,9 +119,12 @@ pub(crate) enum TreeLookup {
 
 /// The keys a job owns and how far each got; lets dependencies reuse work
 /// of the same job instead of deadlocking on its own single-flight entries.
-#[derive(Default)]
+///
+/// An untracked tree (no derived source in the builder) records nothing and
+/// finds nothing: no key can wait on another key there.
 pub(crate) struct Tree {
     state: Mutex<TreeState>,
+    tracked: bool,
 }
 
 #[derive(Default)]
@@ -127,6 +140,9 @@ impl Tree {
 
     /// Marks top-level keys as owned.
     pub(crate) fn own(&self, keys: &[ResourceKey]) {
+        if !self.tracked {
+            return;
+        }
         let mut state = self.lock();
         for key in keys {
             state.memo.entry(key.clone()).or_insert(Memo::Pending);
@@ -135,6 +151,9 @@ impl Tree {
 
     /// Marks keys whose chain never waits on other keys as running.
     pub(crate) fn running(&self, key: &ResourceKey, flight: Arc<Flight>) {
+        if !self.tracked {
+            return;
+        }
         let mut state = self.lock();
         if !matches!(state.memo.get(key), Some(Memo::Done(_))) {
             state.memo.insert(key.clone(), Memo::Running(flight));
@@ -173,6 +192,9 @@ impl Tree {
     /// For the top-level chain: a key finished (or being finished) by a
     /// nested resolution.
     pub(crate) fn delegated(&self, key: &ResourceKey) -> Option<Result<Outcome, Arc<Flight>>> {
+        if !self.tracked {
+            return None;
+        }
         match self.lock().memo.get(key) {
             Some(Memo::Done(outcome)) => Some(Ok(outcome.clone())),
             Some(Memo::Nested(flight)) => Some(Err(Arc::clone(flight))),
@@ -183,6 +205,9 @@ impl Tree {
     /// Records a finished key: a success replaces anything, a failure never
     /// replaces a success.
     pub(crate) fn finish(&self, key: &ResourceKey, outcome: &Outcome) {
+        if !self.tracked {
+            return;
+        }
         let mut state = self.lock();
         let keep = matches!(state.memo.get(key), Some(Memo::Done(Ok(_)))) && outcome.is_err();
         if !keep {

@@ -43,6 +43,9 @@ impl Owned {
 
 impl Engine {
     fn maybe_derived(&self, key: &ResourceKey) -> bool {
+        if !self.catalog.has_derived() {
+            return false;
+        }
         let scratch = BuildStats::default();
         self.catalog.entries().iter().any(|entry| {
             matches!(entry.source, SourceRef::Derived(_))
@@ -58,6 +61,16 @@ impl Engine {
         job: &Arc<Job>,
         path: &[ResourceKey],
     ) -> Vec<Outcome> {
+        if !self.catalog.has_derived() {
+            // No key can wait on another: one chain, completed key by key
+            // once it returns.
+            let (keys, owned): (Vec<ResourceKey>, Vec<Owned>) = owned.into_iter().unzip();
+            let outcomes = self.run_chain(&keys, job, path).await;
+            for (slot, outcome) in owned.into_iter().zip(&outcomes) {
+                slot.complete(outcome.clone());
+            }
+            return outcomes;
+        }
         let keys: Vec<ResourceKey> = owned.iter().map(|(k, _)| k.clone()).collect();
         let slots: Mutex<Vec<Option<Owned>>> =
             Mutex::new(owned.into_iter().map(|(_, o)| Some(o)).collect());

@@ -82,7 +82,12 @@ impl Engine {
                 .with("refresh_reason", reason)
                 .with("parent_snapshot_id", &*parent.ctx.snapshot_id),
         );
-        let mut job = Job::new(ctx, None, self.max_pending.get());
+        let mut job = Job::new(
+            ctx,
+            None,
+            self.max_pending.get(),
+            self.catalog.has_derived(),
+        );
         job.refresh = true;
         job.bypass_cache = true;
         let job = Arc::new(job);

@@ -189,7 +189,12 @@ impl SnapshotSession {
             let remaining = deadline.saturating_duration_since(Instant::now());
             ctx = ctx.with_deadline(deadline.into_std(), self.engine.clock.now() + remaining);
         }
-        let mut job = Job::new(ctx, self.deadline, self.engine.max_pending.get());
+        let mut job = Job::new(
+            ctx,
+            self.deadline,
+            self.engine.max_pending.get(),
+            self.engine.catalog.has_derived(),
+        );
         job.pinned = Some(pinned);
         job.learned = Some(std::sync::Mutex::new(KeyMap::default()));
         job
