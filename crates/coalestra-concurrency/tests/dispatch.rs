@@ -321,3 +321,61 @@ async fn dispatch_of_send_items_can_itself_be_spawned() {
     let outputs = tokio::spawn(dispatch).await.expect("task");
     assert_eq!(outputs, (1..=50).collect::<Vec<_>>());
 }
+
+// Items that finish on their first poll (local sources) run one after the
+// other: each is polled as soon as it starts and released before the next
+// one is created, so a wide pool never holds more than one of them.
+#[tokio::test(start_paused = true)]
+async fn items_ready_at_once_are_polled_as_they_start_and_never_pile_up() {
+    let gauge = LocalGauge::default();
+    let dropped = Rc::new(Cell::new(0));
+    let outputs = dispatch_bounded(0..100, nz(32), |i| {
+        let alive = DropCounter(Rc::clone(&dropped));
+        let entry = gauge.enter();
+        async move {
+            let _alive = alive;
+            let _entry = entry;
+            i * 2
+        }
+    })
+    .await;
+    assert_eq!(outputs, (0..100).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(gauge.started.get(), 100);
+    assert_eq!(
+        gauge.peak.get(),
+        1,
+        "each finished item was released at once"
+    );
+    assert_eq!(dropped.get(), 100);
+}
+
+// A pending item keeps its worker while later items start in other slots,
+// and a slot freed by a finished item serves the next one.
+#[tokio::test(start_paused = true)]
+async fn a_slot_freed_by_a_finished_item_serves_the_next_item() {
+    let (release, hold) = oneshot::channel::<()>();
+    let hold = RefCell::new(Some(hold));
+    let gauge = LocalGauge::default();
+    let run = dispatch_bounded(0..6, nz(2), |i| {
+        let entry = gauge.enter();
+        let wait = if i == 0 {
+            hold.borrow_mut().take()
+        } else {
+            None
+        };
+        async move {
+            let _entry = entry;
+            if let Some(wait) = wait {
+                let _ = wait.await;
+            }
+            i
+        }
+    });
+    let mut run = pin!(run);
+    assert!(poll_once(run.as_mut()).await.is_pending());
+    // Item 0 waits; items 1..6 went through the second worker one by one.
+    assert_eq!(gauge.started.get(), 6);
+    assert_eq!(gauge.peak.get(), 2);
+    release.send(()).expect("item 0 waits");
+    assert_eq!(run.await, vec![0, 1, 2, 3, 4, 5]);
+}

@@ -38,11 +38,6 @@ impl ReadySlots {
         }
     }
 
-    /// Marks `slot` ready; returns whether it was not already marked.
-    pub(super) fn mark(&self, slot: usize) -> bool {
-        self.lock().mark(slot)
-    }
-
     /// Takes every slot marked ready so far, in the order they were marked.
     pub(super) fn take(&self) -> Vec<usize> {
         let mut state = self.lock();

@@ -12,13 +12,16 @@ use super::ready::ReadySlots;
 /// at a time, inside whichever task polls it.
 ///
 /// Each running future lives in a slot with its own waker, so a wake-up only
-/// re-polls the futures that asked for it. Dropping the run drops every
-/// future still in flight.
+/// re-polls the futures that asked for it. A new future is polled as soon as
+/// it starts, and a slot keeps its allocation for the next future: items
+/// that finish at once (local sources) run one after the other in a single
+/// slot, without an allocation per item. Dropping the run drops every future
+/// still in flight.
 pub(super) struct BoundedRun<It, F, Fut> {
     items: Option<It>,
     start: F,
     max_workers: usize,
-    slots: Vec<Option<InFlight<Fut>>>,
+    slots: Vec<Slot<Fut>>,
     wakers: Vec<Waker>,
     free: Vec<usize>,
     ready: Arc<ReadySlots>,
@@ -26,10 +29,11 @@ pub(super) struct BoundedRun<It, F, Fut> {
     in_flight: usize,
 }
 
-/// A started item: its position in the input and its future.
-struct InFlight<Fut> {
+/// One worker slot: the input position of its item and its future, which
+/// is `None` between items (the box is kept for the next one).
+struct Slot<Fut> {
     index: usize,
-    future: Pin<Box<Fut>>,
+    future: Pin<Box<Option<Fut>>>,
 }
 
 impl<It, F, Fut> BoundedRun<It, F, Fut>
@@ -69,8 +73,22 @@ where
     ) -> Poll<Result<(), E>> {
         self.ready.register_task(cx.waker());
         loop {
-            self.start_items();
             let mut finished_any = false;
+            // Start items while workers are free, polling each at once.
+            while self.in_flight < self.max_workers {
+                let Some(item) = self.items.as_mut().and_then(Iterator::next) else {
+                    self.items = None;
+                    break;
+                };
+                let slot = self.start_in_free_slot(item);
+                if let Some((index, output)) = self.poll_slot(slot) {
+                    finished_any = true;
+                    if let Err(error) = accept(index, output) {
+                        self.abort();
+                        return Poll::Ready(Err(error));
+                    }
+                }
+            }
             for slot in self.ready.take() {
                 let Some((index, output)) = self.poll_slot(slot) else {
                     continue;
@@ -92,51 +110,43 @@ where
         }
     }
 
-    /// Fills free slots with futures for the next items.
-    fn start_items(&mut self) {
-        while self.in_flight < self.max_workers {
-            let Some(item) = self.items.as_mut().and_then(Iterator::next) else {
-                self.items = None;
-                return;
-            };
-            let slot = self.free_slot();
-            self.slots[slot] = Some(InFlight {
-                index: self.next_index,
-                future: Box::pin((self.start)(item)),
-            });
-            self.next_index += 1;
-            self.in_flight += 1;
-            // A new future must be polled once to register its waker.
-            self.ready.mark(slot);
-        }
-    }
-
-    /// An empty slot, growing the pool up to `max_workers` slots on demand.
-    fn free_slot(&mut self) -> usize {
+    /// Starts the future of `item` in a free slot (growing the pool up to
+    /// `max_workers` slots on demand) and returns the slot.
+    fn start_in_free_slot(&mut self, item: It::Item) -> usize {
+        let future = (self.start)(item);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.in_flight += 1;
         if let Some(slot) = self.free.pop() {
+            let entry = &mut self.slots[slot];
+            entry.index = index;
+            entry.future.as_mut().set(Some(future));
             return slot;
         }
         let slot = self.slots.len();
-        self.slots.push(None);
+        self.slots.push(Slot {
+            index,
+            future: Box::pin(Some(future)),
+        });
         self.wakers.push(self.ready.waker_for(slot));
         slot
     }
 
-    /// Polls the future in `slot`; on completion frees the slot and returns
-    /// the item's input position and output. Wake-ups of an empty slot (left
-    /// over from a finished future) are ignored, and a spurious poll of a
-    /// newer future in a reused slot is harmless.
+    /// Polls the future in `slot`; on completion drops it in place, frees
+    /// the slot and returns the item's input position and output. Wake-ups
+    /// of an empty slot (left over from a finished future) are ignored, and
+    /// a spurious poll of a newer future in a reused slot is harmless.
     fn poll_slot(&mut self, slot: usize) -> Option<(usize, Fut::Output)> {
-        let in_flight = self.slots.get_mut(slot)?.as_mut()?;
+        let entry = self.slots.get_mut(slot)?;
+        let future = entry.future.as_mut().as_pin_mut()?;
         let mut cx = Context::from_waker(&self.wakers[slot]);
-        let Poll::Ready(output) = in_flight.future.as_mut().poll(&mut cx) else {
+        let Poll::Ready(output) = future.poll(&mut cx) else {
             return None;
         };
-        let index = in_flight.index;
-        self.slots[slot] = None;
+        entry.future.as_mut().set(None);
         self.free.push(slot);
         self.in_flight -= 1;
-        Some((index, output))
+        Some((entry.index, output))
     }
 
     /// Stops taking items and drops every future in flight.
