@@ -1,11 +1,9 @@
 //! Validity of derived entries: a derived revision may be served only while
 //! every revision it was computed from is still the one stored.
 
-use std::sync::Arc;
-
 use coalestra_core::{ResourceKey, SnapshotValue};
 
-use super::{Store, StoredEntry};
+use super::Store;
 
 /// Whether every dependency recorded by `value` is still stored with exactly
 /// the recorded version, following derived dependencies transitively.
@@ -24,17 +22,17 @@ pub(crate) fn dependencies_hold(store: &Store, value: &SnapshotValue) -> bool {
 
 fn walk(store: &Store, value: &SnapshotValue, visited: &mut Vec<ResourceKey>) -> bool {
     for (dependency, version) in value.dependency_versions() {
-        let Some(stored): Option<Arc<StoredEntry>> = store.get(dependency) else {
+        let Some(stored) = store.get(dependency).map(|slot| slot.value()) else {
             return false;
         };
-        if stored.value.version() != *version {
+        if stored.version() != *version {
             return false;
         }
-        if stored.value.dependency_versions().is_empty() || visited.contains(dependency) {
+        if stored.dependency_versions().is_empty() || visited.contains(dependency) {
             continue;
         }
         visited.push(dependency.clone());
-        if !walk(store, &stored.value, visited) {
+        if !walk(store, &stored, visited) {
             return false;
         }
     }

@@ -8,6 +8,7 @@
 mod counters;
 mod dependencies;
 mod locks;
+mod slot;
 mod write;
 
 use std::fmt;
@@ -26,28 +27,15 @@ use moka::policy::EvictionPolicy;
 
 use self::counters::Counters;
 use self::locks::KeyLocks;
+use self::slot::Slot;
 
 /// The moka store behind a [`MemoryCache`].
 ///
 /// Keys carry a hash computed once at construction; the store passes it
 /// through instead of hashing every lookup again.
-pub(crate) type Store = moka::sync::Cache<ResourceKey, Arc<StoredEntry>, KeyHashing>;
+pub(crate) type Store = moka::sync::Cache<ResourceKey, Arc<Slot>, KeyHashing>;
 
 type KeyHashing = std::hash::BuildHasherDefault<coalestra_core::key::KeyHasher>;
-
-/// One stored revision. Each write that stores allocates a new entry, so two
-/// reads observe the same revision exactly when their entries are the same
-/// allocation; conditional removals rely on that.
-#[derive(Debug)]
-pub(crate) struct StoredEntry {
-    pub(crate) value: SnapshotValue,
-}
-
-impl StoredEntry {
-    pub(crate) fn new(value: SnapshotValue) -> Self {
-        Self { value }
-    }
-}
 
 /// How a [`MemoryCache`] is sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,10 +85,12 @@ impl Default for MemoryCacheConfig {
 /// - A derived entry is served only while every dependency it records is
 ///   still stored with the recorded version (checked transitively).
 ///
-/// - In a bounded cache, every write that stores something applies moka's
-///   pending maintenance before returning, so eviction follows recency
-///   exactly and [`SnapshotCache::stats`] reports exact sizes. Reads never
-///   run maintenance.
+/// - In a bounded cache, a write that adds an entry applies moka's pending
+///   maintenance before returning whenever the entries added since the last
+///   pass could reach the bound (and at least every 64 of them), so eviction
+///   follows recency exactly; [`SnapshotCache::stats`] applies it too and
+///   reports exact sizes. A write replacing a stored revision replaces it in
+///   place and adds no entry.
 ///
 /// Clones share one store and one set of counters.
 ///
@@ -220,7 +210,7 @@ impl MemoryCache {
     /// freshness nor counts a hit or a miss; it still marks the entry as
     /// recently used.
     pub fn peek(&self, key: &ResourceKey) -> Option<SnapshotValue> {
-        self.store.get(key).map(|entry| entry.value.clone())
+        self.store.get(key).map(|slot| slot.value())
     }
 
     /// Every stored key, in no particular order.
@@ -253,18 +243,19 @@ impl MemoryCache {
     /// allows at `now`; returns the removed keys. Each removal counts as an
     /// expiration.
     pub fn prune(&self, now: Timestamp, policies: &PolicyResolver) -> Vec<ResourceKey> {
-        let expired: Vec<(ResourceKey, Arc<StoredEntry>)> = self
+        let expired: Vec<(ResourceKey, Arc<Slot>, u64)> = self
             .store
             .iter()
-            .filter(|(key, entry)| {
-                let max_stale = policies.resolve(key).max_stale();
-                entry.value.age_at(now) > max_stale
+            .filter_map(|(key, slot)| {
+                let max_stale = policies.resolve(&key).max_stale();
+                let revision = slot.revision();
+                (revision.value.age_at(now) > max_stale)
+                    .then(|| ((*key).clone(), slot, revision.generation))
             })
-            .map(|(key, entry)| ((*key).clone(), entry))
             .collect();
         let mut removed = Vec::with_capacity(expired.len());
-        for (key, entry) in expired {
-            if self.remove_if_current(&key, &entry) {
+        for (key, slot, generation) in expired {
+            if self.remove_if_current(&key, &slot, generation) {
                 removed.push(key);
             }
         }
@@ -327,15 +318,21 @@ impl MemoryCache {
         removed
     }
 
-    /// Removes `key` only while `entry` is still its stored revision, so a
-    /// revision written concurrently is never removed by mistake.
-    fn remove_if_current(&self, key: &ResourceKey, entry: &Arc<StoredEntry>) -> bool {
+    /// Removes `key` only while revision `generation` of `slot` is still its
+    /// stored revision, so a revision written concurrently is never removed
+    /// by mistake.
+    fn remove_if_current(&self, key: &ResourceKey, slot: &Arc<Slot>, generation: u64) -> bool {
+        // Revisions are replaced only under the key's lock, so the slot's
+        // generation cannot move while it is held.
         let _guard = self.locks.lock(key);
+        if slot.generation() != generation {
+            return false;
+        }
         let result = self
             .store
             .entry_by_ref(key)
             .and_compute_with(|existing| match existing {
-                Some(current) if Arc::ptr_eq(current.value(), entry) => Op::Remove,
+                Some(current) if Arc::ptr_eq(current.value(), slot) => Op::Remove,
                 _ => Op::Nop,
             });
         matches!(result, moka::ops::compute::CompResult::Removed(_))
@@ -343,32 +340,35 @@ impl MemoryCache {
 
     /// One conditional write, then the size bound when it stored.
     fn write_one(&self, write: CacheWrite) -> WriteResult {
-        let result = write::apply_one(&self.store, &self.locks, &self.counters, write);
-        if result.outcome.is_stored() {
+        let applied = write::apply_one(&self.store, &self.locks, &self.counters, write);
+        // Only a new entry can take the cache over its bound; a replaced
+        // revision stays in its entry.
+        if applied.inserted {
             self.settle_if_near_bound(1);
         }
-        result
+        applied.result
     }
 
     fn read_one(&self, read: &CacheRead, now: Timestamp) -> Option<CacheHit> {
-        let entry = self.store.get(&read.key)?;
-        let age: Duration = entry.value.age_at(now);
+        let slot = self.store.get(&read.key)?;
+        let stored = slot.revision();
+        let age: Duration = stored.value.age_at(now);
         let freshness = read.policy.classify(age);
         if !freshness.is_usable() {
-            if self.remove_if_current(&read.key, &entry) {
+            if self.remove_if_current(&read.key, &slot, stored.generation) {
                 self.counters.expired(1);
             }
             return None;
         }
-        if !dependencies::dependencies_hold(&self.store, &entry.value) {
-            if self.remove_if_current(&read.key, &entry) {
+        if !dependencies::dependencies_hold(&self.store, &stored.value) {
+            if self.remove_if_current(&read.key, &slot, stored.generation) {
                 self.counters.invalidated(1);
             }
             return None;
         }
         let stale = freshness == Freshness::StaleUsable;
         Some(CacheHit {
-            value: entry.value.as_cached(now, stale),
+            value: stored.value.as_cached(now, stale),
             freshness,
             age,
         })
@@ -423,13 +423,13 @@ impl SnapshotCache for MemoryCache {
                 .into_iter()
                 .collect());
         }
-        let (results, stored_any) =
+        let (results, inserted) =
             write::apply_batch(&self.store, &self.locks, &self.counters, writes);
         // Applying the size bound right away keeps eviction strictly least
         // recently used (reads are folded in before the new entries) and the
-        // size exact; a batch that stored nothing added nothing to evict.
-        if stored_any {
-            self.settle_if_near_bound(results.len() as u64);
+        // size exact; a batch that added no entry added nothing to evict.
+        if inserted > 0 {
+            self.settle_if_near_bound(inserted);
         }
         Ok(results)
     }

@@ -9,11 +9,19 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use coalestra_core::{CacheWrite, KeyMap, ResourceKey, WriteOutcome, WriteResult};
+use coalestra_core::{CacheWrite, KeyMap, ResourceKey, SnapshotValue, WriteOutcome, WriteResult};
 
 use super::counters::Counters;
 use super::locks::KeyLocks;
-use super::{Store, StoredEntry};
+use super::slot::Slot;
+use super::Store;
+
+/// What one conditional write did, and whether it added an entry.
+pub(crate) struct Applied {
+    pub(crate) result: WriteResult,
+    /// The key had no entry and now has one.
+    pub(crate) inserted: bool,
+}
 
 /// Applies one conditional write: the single-write path, without the
 /// grouping and ordering a batch needs.
@@ -22,38 +30,47 @@ pub(crate) fn apply_one(
     locks: &KeyLocks,
     counters: &Counters,
     write: CacheWrite,
-) -> WriteResult {
+) -> Applied {
     let CacheWrite {
         value,
         force,
         replace_equal,
     } = write;
-    let (outcome, stored) = {
-        let _guard = locks.lock(value.key());
-        let stored = store.get(value.key());
-        let outcome = WriteOutcome::decide(
-            &value,
-            stored.as_ref().map(|entry| &entry.value),
-            force,
-            replace_equal,
-        );
-        if outcome.is_stored() {
-            let key = value.key().clone();
-            store.insert(key, Arc::new(StoredEntry::new(value.clone())));
+    let guard = locks.lock(value.key());
+    let (outcome, previous, inserted) = match store.get(value.key()) {
+        Some(slot) => {
+            let mut revision = slot.write();
+            let outcome = WriteOutcome::decide(&value, Some(&revision.value), force, replace_equal);
+            let previous = if outcome.is_stored() {
+                revision.replace(value.clone())
+            } else {
+                revision.value.clone()
+            };
+            (outcome, Some(previous), false)
         }
-        (outcome, stored)
+        None => {
+            let outcome = WriteOutcome::decide(&value, None, force, replace_equal);
+            let inserted = outcome.is_stored();
+            if inserted {
+                store.insert(value.key().clone(), Arc::new(Slot::new(value.clone())));
+            }
+            (outcome, None, inserted)
+        }
     };
+    drop(guard);
     counters.write(outcome);
-    let previous = stored.map(|entry| entry.value.clone());
     let current = match (&previous, outcome.is_stored()) {
         // An ignored candidate always has a stored revision that beat it.
         (Some(kept), false) => kept.clone(),
         _ => value,
     };
-    WriteResult {
-        outcome,
-        previous,
-        current,
+    Applied {
+        result: WriteResult {
+            outcome,
+            previous,
+            current,
+        },
+        inserted,
     }
 }
 
@@ -61,35 +78,36 @@ pub(crate) fn apply_one(
 struct Decision {
     index: usize,
     outcome: WriteOutcome,
-    previous: Option<Arc<StoredEntry>>,
+    previous: Option<SnapshotValue>,
 }
 
 /// Applies a batch of conditional writes; results follow input order.
 ///
-/// The second value tells whether any candidate was stored.
+/// The second value is the number of keys that had no entry and now have
+/// one.
 pub(crate) fn apply_batch(
     store: &Store,
     locks: &KeyLocks,
     counters: &Counters,
     writes: Vec<CacheWrite>,
-) -> (Vec<WriteResult>, bool) {
-    let mut stored_any = false;
+) -> (Vec<WriteResult>, u64) {
+    let mut inserted = 0;
     let mut results: Vec<Option<WriteResult>> = Vec::with_capacity(writes.len());
     results.resize_with(writes.len(), || None);
     for (key, indices) in group_by_key(&writes) {
         let ordered = decision_order(&writes, indices);
-        let (decisions, current) = apply_key(store, locks, key, &writes, &ordered);
+        let (decisions, current, added) = apply_key(store, locks, key, &writes, &ordered);
+        inserted += u64::from(added);
         for decision in decisions {
             counters.write(decision.outcome);
-            stored_any |= decision.outcome.is_stored();
             results[decision.index] = Some(WriteResult {
                 outcome: decision.outcome,
-                previous: decision.previous.map(|entry| entry.value.clone()),
-                current: current.value.clone(),
+                previous: decision.previous,
+                current: current.clone(),
             });
         }
     }
-    (results.into_iter().flatten().collect(), stored_any)
+    (results.into_iter().flatten().collect(), inserted)
 }
 
 /// The input indices of each key, keys in first-occurrence order.
@@ -147,29 +165,33 @@ fn decision_order(writes: &[CacheWrite], mut indices: Vec<usize>) -> Vec<usize> 
 }
 
 /// Decides every candidate of one key under the key's lock and returns the
-/// decisions with the revision stored afterwards.
+/// decisions, the revision stored afterwards and whether the key's entry
+/// was created.
 fn apply_key(
     store: &Store,
     locks: &KeyLocks,
     key: ResourceKey,
     writes: &[CacheWrite],
     ordered: &[usize],
-) -> (Vec<Decision>, Arc<StoredEntry>) {
+) -> (Vec<Decision>, SnapshotValue, bool) {
     let mut decisions = Vec::with_capacity(ordered.len());
     let _guard = locks.lock(&key);
-    let original = store.get(&key);
-    let mut current = original.clone();
+    let slot = store.get(&key);
+    let mut revision = slot.as_deref().map(Slot::write);
+    let mut current = revision.as_ref().map(|stored| stored.value.clone());
+    let mut changed = false;
     for &index in ordered {
         let write = &writes[index];
         let outcome = WriteOutcome::decide(
             &write.value,
-            current.as_ref().map(|entry| &entry.value),
+            current.as_ref(),
             write.force,
             write.replace_equal,
         );
         let previous = current.clone();
         if outcome.is_stored() {
-            current = Some(Arc::new(StoredEntry::new(write.value.clone())));
+            current = Some(write.value.clone());
+            changed = true;
         }
         decisions.push(Decision {
             index,
@@ -177,19 +199,20 @@ fn apply_key(
             previous,
         });
     }
-    let current = match (original, current) {
-        (Some(before), Some(after)) if Arc::ptr_eq(&before, &after) => after,
-        (_, Some(after)) => {
-            store.insert(key, Arc::clone(&after));
-            after
+    match (revision.as_mut(), current) {
+        (Some(stored), Some(after)) => {
+            if changed {
+                stored.replace(after.clone());
+            }
+            (decisions, after, false)
+        }
+        (None, Some(after)) => {
+            store.insert(key, Arc::new(Slot::new(after.clone())));
+            (decisions, after, true)
         }
         // Every key here has at least one candidate, and the first decision
         // against an empty slot always stores, so a revision is always
         // present.
-        (_, None) => {
-            let first = &writes[ordered[0]];
-            Arc::new(StoredEntry::new(first.value.clone()))
-        }
-    };
-    (decisions, current)
+        (_, None) => (decisions, writes[ordered[0]].value.clone(), false),
+    }
 }
