@@ -123,9 +123,21 @@ impl SnapshotRequest {
     }
 }
 
+/// Maps keyed by resources reuse the key's own hash.
+type KeyHashing = std::hash::BuildHasherDefault<crate::key::KeyHasher>;
+
 fn dedup(keys: impl IntoIterator<Item = ResourceKey>) -> Vec<ResourceKey> {
     let keys: Vec<ResourceKey> = keys.into_iter().collect();
     if keys.len() < 2 {
+        return keys;
+    }
+    // Most requests have no duplicate: detect that without copying a key.
+    let has_duplicate = {
+        let mut seen: std::collections::HashSet<&ResourceKey, KeyHashing> =
+            std::collections::HashSet::with_capacity_and_hasher(keys.len(), KeyHashing::default());
+        keys.iter().any(|k| !seen.insert(k))
+    };
+    if !has_duplicate {
         return keys;
     }
     let mut seen: KeyMap<()> = KeyMap::default();

@@ -149,10 +149,12 @@ impl Engine {
             None => read.await?,
         };
         BuildStats::bump(&job.stats.cache_batch_reads);
+        // Counted here and added once: no shared counter traffic per key.
+        let (mut hit_count, mut miss_count, mut stale_count) = (0u64, 0u64, 0u64);
         for (&i, hit) in indices.iter().zip(hits) {
             let key = &all_keys[i];
             let Some(hit) = hit else {
-                BuildStats::bump(&job.stats.cache_misses);
+                miss_count += 1;
                 self.emit
                     .count_resource("cache_access_total", key, &[("status", "miss")]);
                 continue;
@@ -161,14 +163,14 @@ impl Engine {
                 && !hit.value.dependency_versions().is_empty()
                 && !self.dependencies_current(&hit.value, now).await
             {
-                BuildStats::bump(&job.stats.cache_misses);
+                miss_count += 1;
                 let _ = self.cache.invalidate(key).await;
                 continue;
             }
             let policy = policies[i];
             match hit.freshness {
                 Freshness::Fresh => {
-                    BuildStats::bump(&job.stats.cache_hits);
+                    hit_count += 1;
                     self.emit
                         .count_resource("cache_access_total", key, &[("status", "fresh")]);
                     self.emit.event(|| {
@@ -179,7 +181,7 @@ impl Engine {
                     outcomes[i] = Some(Ok(hit.value));
                 }
                 Freshness::RefreshDue => {
-                    BuildStats::bump(&job.stats.cache_hits);
+                    hit_count += 1;
                     self.emit
                         .count_resource("cache_access_total", key, &[("status", "fresh")]);
                     let scheduled = self.request_refresh(key, "refresh_ahead", job);
@@ -188,8 +190,8 @@ impl Engine {
                 Freshness::StaleUsable
                     if policy.refresh_mode() == RefreshMode::StaleWhileRevalidate =>
                 {
-                    BuildStats::bump(&job.stats.cache_hits);
-                    BuildStats::bump(&job.stats.stale_values);
+                    hit_count += 1;
+                    stale_count += 1;
                     self.emit.count_resource(
                         "cache_access_total",
                         key,
@@ -204,7 +206,7 @@ impl Engine {
                     outcomes[i] = Some(Ok(value));
                 }
                 Freshness::StaleUsable => {
-                    BuildStats::bump(&job.stats.cache_misses);
+                    miss_count += 1;
                     self.emit
                         .count_resource("cache_access_total", key, &[("status", "miss")]);
                     if stale.is_empty() {
@@ -213,10 +215,13 @@ impl Engine {
                     stale[i] = Some(hit.value.with_stale(true));
                 }
                 Freshness::Expired => {
-                    BuildStats::bump(&job.stats.cache_misses);
+                    miss_count += 1;
                 }
             }
         }
+        BuildStats::add(&job.stats.cache_hits, hit_count);
+        BuildStats::add(&job.stats.cache_misses, miss_count);
+        BuildStats::add(&job.stats.stale_values, stale_count);
         Ok(())
     }
 
