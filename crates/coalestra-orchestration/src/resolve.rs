@@ -55,16 +55,21 @@ impl Engine {
             }
             // A policy that allows no age at all never reads the cache: every
             // read goes to a source.
-            let (unpinned, uncached): (Vec<usize>, Vec<usize>) = (0..keys.len())
-                .filter(|&i| outcomes[i].is_none())
-                .partition(|&i| !never_cached(&policies[i]));
-            if !uncached.is_empty() {
-                BuildStats::add(&job.stats.cache_misses, uncached.len() as u64);
-                for &i in &uncached {
+            let mut unpinned: Vec<usize> = Vec::new();
+            let mut uncached = 0u64;
+            for i in (0..keys.len()).filter(|&i| outcomes[i].is_none()) {
+                if never_cached(&policies[i]) {
+                    uncached += 1;
                     self.emit
                         .count_resource("cache_access_total", &keys[i], &[("status", "miss")]);
+                } else {
+                    if unpinned.is_empty() {
+                        unpinned.reserve(keys.len() - i);
+                    }
+                    unpinned.push(i);
                 }
             }
+            BuildStats::add(&job.stats.cache_misses, uncached);
             if unpinned.is_empty() {
                 // Everything is pinned by the session.
             } else if !job.bypass_cache {
@@ -88,16 +93,24 @@ impl Engine {
                     }
                 }
             }
-            let missing: Vec<usize> = (0..keys.len()).filter(|&i| outcomes[i].is_none()).collect();
-            if !missing.is_empty() {
-                let fetched = if missing.len() == keys.len() {
+            // Usually either every key or none is missing: only a mix needs
+            // a list of positions and a key subset.
+            let all_missing = !keys.is_empty() && outcomes.iter().all(Option::is_none);
+            let missing: Vec<usize> = if all_missing {
+                Vec::new()
+            } else {
+                (0..keys.len()).filter(|&i| outcomes[i].is_none()).collect()
+            };
+            if all_missing || !missing.is_empty() {
+                let fetched = if all_missing {
                     self.fetch(keys, job, path).await
                 } else {
                     let wanted: Vec<ResourceKey> =
                         missing.iter().map(|&i| keys[i].clone()).collect();
                     self.fetch(&wanted, job, path).await
                 };
-                for (&i, outcome) in missing.iter().zip(fetched) {
+                for (j, outcome) in fetched.into_iter().enumerate() {
+                    let i = if all_missing { j } else { missing[j] };
                     let candidate = stale.get_mut(i).and_then(Option::take);
                     outcomes[i] = Some(match (outcome, candidate) {
                         (Err(error), Some(candidate)) if policies[i].allow_stale_on_error() => {
