@@ -329,6 +329,39 @@ async fn empty_source_names_are_rejected() {
 }
 
 #[tokio::test]
+async fn source_names_lose_ascii_and_unicode_whitespace_at_either_end() {
+    let clock = clock();
+    let cache = MemoryCache::new();
+    let publisher = publisher(&cache, &clock);
+    let cases = [
+        ("feed", "feed"),
+        ("feed ", "feed"),
+        ("\tfeed", "feed"),
+        ("\u{b}feed", "feed"),
+        ("\u{3000}feed\u{a0}", "feed"),
+        ("\u{e9}-feed", "\u{e9}-feed"),
+        ("feed \u{2028}", "feed"),
+    ];
+    for (i, (given, stored)) in cases.into_iter().enumerate() {
+        let k = key("trim", "item", &i.to_string());
+        let result = publisher
+            .publish(k, Payload::new(1_i64), opts(given))
+            .await
+            .unwrap();
+        assert_eq!(result.value.source(), stored, "{given:?}");
+    }
+    let error = publisher
+        .publish(
+            key("trim", "item", "blank"),
+            Payload::new(1_i64),
+            opts("\u{3000}\u{b}"),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.is_config(), "{error:?}");
+}
+
+#[tokio::test]
 async fn observation_beyond_the_future_tolerance_is_rejected() {
     let clock = clock();
     let cache = MemoryCache::new();

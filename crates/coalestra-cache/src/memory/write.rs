@@ -37,7 +37,14 @@ pub(crate) fn apply_one(
         replace_equal,
     } = write;
     let guard = locks.lock(value.key());
-    let (outcome, previous, inserted) = match store.get(value.key()) {
+    // A key without an entry costs one lookup: moka's get would also log a
+    // miss for its maintenance to process.
+    let stored = if store.contains_key(value.key()) {
+        store.get(value.key())
+    } else {
+        None
+    };
+    let (outcome, previous, inserted) = match stored {
         Some(slot) => {
             let mut revision = slot.write();
             let outcome = WriteOutcome::decide(&value, Some(&revision.value), force, replace_equal);

@@ -396,6 +396,13 @@ impl fmt::Debug for ResourcePublisher {
 /// The source name trimmed, sharing the original allocation when nothing was
 /// trimmed.
 fn trimmed_source(source: Arc<str>) -> Result<Arc<str>, ConfigError> {
+    // Most names start and end with a visible ASCII character: nothing to
+    // trim, and no need to scan for Unicode whitespace.
+    let visible = |byte: &u8| byte.is_ascii() && !char::from(*byte).is_whitespace();
+    let bytes = source.as_bytes();
+    if bytes.first().is_some_and(visible) && bytes.last().is_some_and(visible) {
+        return Ok(source);
+    }
     let trimmed = source.trim();
     if trimmed.is_empty() {
         return Err(ConfigError::Empty {
