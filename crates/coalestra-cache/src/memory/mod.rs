@@ -168,16 +168,19 @@ impl MemoryCache {
     /// A cache sized by `config`.
     pub fn with_config(config: MemoryCacheConfig) -> Self {
         let counters = Arc::new(Counters::default());
-        let listener_counters = Arc::clone(&counters);
-        let mut builder = moka::sync::Cache::builder()
-            .eviction_policy(EvictionPolicy::lru())
-            .eviction_listener(move |_key, _value, cause| {
-                if cause == RemovalCause::Size {
-                    listener_counters.evicted();
-                }
-            });
+        let mut builder = moka::sync::Cache::builder().eviction_policy(EvictionPolicy::lru());
+        // Only a bounded cache evicts, and only evictions need the listener:
+        // with one, moka also locks each key around every insert and removal.
         if let Some(bound) = config.max_entries {
-            builder = builder.max_capacity(bound.get());
+            let listener_counters = Arc::clone(&counters);
+            builder =
+                builder
+                    .max_capacity(bound.get())
+                    .eviction_listener(move |_key, _value, cause| {
+                        if cause == RemovalCause::Size {
+                            listener_counters.evicted();
+                        }
+                    });
         }
         Self {
             store: builder.build_with_hasher(KeyHashing::default()),
