@@ -3,12 +3,13 @@
 //! outcomes reported through permits of an earlier period are ignored).
 //!
 //! A faithful copy of `crates/coalestra-resilience/src/breaker.rs`:
-//! `Circuit` and its transitions (lines 130-170), `Registry::settle`
-//! (191-249), `CircuitBreakers::before_call` (367-430), `CircuitPermit`
-//! reporting (309-330) and `Drop for CircuitPermit` (333-337), for one
+//! `Circuit` and its transitions (lines 132-172), `Registry::settle`
+//! (193-252), `CircuitBreakers::before_call` (370-432), `CircuitPermit`
+//! reporting (312-334) and `Drop for CircuitPermit` (336-340), for one
 //! circuit identity. `tokio::time::Instant` becomes a shared millisecond
-//! clock read before the lock is taken, exactly where the original calls
-//! `Instant::now()`.
+//! clock read exactly where the original calls `Instant::now()`: under the
+//! registry lock, and only when a circuit opens or an open circuit is
+//! checked for recovery.
 //!
 //! Properties: at most one probe is in flight at any time and an open
 //! circuit past its recovery timeout admits exactly one probe; a cancelled
@@ -22,7 +23,7 @@ use support::{lock, model, thread, Arc, AtomicU64, AtomicUsize, Mutex, Ordering}
 
 const RECOVERY_MS: u64 = 10_000;
 
-/// breaker.rs:17-25.
+/// breaker.rs:19-27.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CircuitStatus {
     Closed,
@@ -30,14 +31,14 @@ enum CircuitStatus {
     HalfOpen,
 }
 
-/// breaker.rs:76-91.
+/// breaker.rs:78-93.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CircuitOpen {
     Open,
     ProbeActive,
 }
 
-/// breaker.rs:130-136.
+/// breaker.rs:132-138.
 #[derive(Debug, Clone)]
 struct Circuit {
     status: CircuitStatus,
@@ -48,7 +49,7 @@ struct Circuit {
 }
 
 impl Circuit {
-    /// breaker.rs:150-155.
+    /// breaker.rs:152-157.
     fn open(&mut self, now: u64, epoch: u64) {
         self.status = CircuitStatus::Open;
         self.opened_at = Some(now);
@@ -56,7 +57,7 @@ impl Circuit {
         self.epoch = epoch;
     }
 
-    /// breaker.rs:157-163.
+    /// breaker.rs:159-165.
     fn close(&mut self, epoch: u64) {
         self.status = CircuitStatus::Closed;
         self.failures = 0;
@@ -65,7 +66,7 @@ impl Circuit {
         self.epoch = epoch;
     }
 
-    /// breaker.rs:165-169.
+    /// breaker.rs:167-171.
     fn start_probe(&mut self, epoch: u64) {
         self.status = CircuitStatus::HalfOpen;
         self.probe_active = true;
@@ -73,14 +74,14 @@ impl Circuit {
     }
 }
 
-/// breaker.rs:173-177, for a single identity (`None`: never guarded or
+/// breaker.rs:175-179, for a single identity (`None`: never guarded or
 /// reset).
 struct Circuits {
     circuit: Option<Circuit>,
     last_epoch: u64,
 }
 
-/// breaker.rs:252-259.
+/// breaker.rs:255-262.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Success,
@@ -89,7 +90,7 @@ enum Outcome {
     Abandoned,
 }
 
-/// breaker.rs:262-267.
+/// breaker.rs:265-270.
 struct Ticket {
     epoch: u64,
     probe: bool,
@@ -118,9 +119,9 @@ impl Breaker {
         self.clock_ms.load(Ordering::SeqCst)
     }
 
-    /// breaker.rs:191-249.
+    /// breaker.rs:193-252.
     fn settle(&self, ticket: &Ticket, outcome: Outcome) {
-        let now = self.now();
+        let now = || self.now();
         let mut guard = lock(&self.circuits);
         let circuits = &mut *guard;
         let next_epoch = circuits.last_epoch + 1;
@@ -141,11 +142,11 @@ impl Breaker {
                 }
                 Outcome::Failure => {
                     circuit.failures = circuit.failures.saturating_add(1);
-                    circuit.open(now, next_epoch);
+                    circuit.open(now(), next_epoch);
                     true
                 }
                 Outcome::Abandoned => {
-                    circuit.open(now, next_epoch);
+                    circuit.open(now(), next_epoch);
                     true
                 }
                 Outcome::Skipped => {
@@ -165,7 +166,7 @@ impl Breaker {
                 Outcome::Failure => {
                     circuit.failures = circuit.failures.saturating_add(1);
                     if circuit.failures >= ticket.threshold {
-                        circuit.open(now, next_epoch);
+                        circuit.open(now(), next_epoch);
                         true
                     } else {
                         false
@@ -179,13 +180,12 @@ impl Breaker {
         }
     }
 
-    /// breaker.rs:367-430 (enabled policy); `this` is the shared registry.
+    /// breaker.rs:370-432 (enabled policy); `this` is the shared registry.
     fn before_call(
         this: &Arc<Self>,
         threshold: u32,
         recovery_ms: u64,
     ) -> Result<Permit, CircuitOpen> {
-        let now = this.now();
         let mut guard = lock(&this.circuits);
         let circuits = &mut *guard;
         let next_epoch = circuits.last_epoch + 1;
@@ -204,7 +204,7 @@ impl Breaker {
             CircuitStatus::Open => {
                 let elapsed = circuit
                     .opened_at
-                    .map_or(u64::MAX, |at| now.saturating_sub(at));
+                    .map_or(u64::MAX, |at| this.now().saturating_sub(at));
                 if elapsed < recovery_ms {
                     return Err(CircuitOpen::Open);
                 }
@@ -229,7 +229,7 @@ impl Breaker {
         })
     }
 
-    /// breaker.rs:463-471 (`reset(Some(source))` of this identity's source).
+    /// breaker.rs:465-473 (`reset(Some(source))` of this identity's source).
     fn reset(&self) {
         lock(&self.circuits).circuit = None;
     }
@@ -239,7 +239,7 @@ impl Breaker {
     }
 }
 
-/// breaker.rs:289-292.
+/// breaker.rs:292-295.
 struct Permit {
     breaker: Arc<Breaker>,
     ticket: Option<Ticket>,
@@ -250,7 +250,7 @@ impl Permit {
         self.ticket.as_ref().is_some_and(|ticket| ticket.probe)
     }
 
-    /// breaker.rs:309-331.
+    /// breaker.rs:312-334.
     fn report(mut self, outcome: Outcome) {
         self.settle(outcome);
     }
@@ -262,7 +262,7 @@ impl Permit {
     }
 }
 
-/// breaker.rs:333-337.
+/// breaker.rs:336-340.
 impl Drop for Permit {
     fn drop(&mut self) {
         self.settle(Outcome::Abandoned);

@@ -4,14 +4,18 @@
 //!
 //! A faithful copy of `crates/coalestra-orchestration/src/flight.rs`:
 //! `Flight::wait` (lines 22-32), `Flight::complete` (34-37),
-//! `FlightTable::reserve` (54-68), `FlightGuard::finish` (101-110) and
-//! `Drop for FlightGuard` (113-126). The `DashMap` becomes one mutex (a
+//! `FlightTable::reserve` (57-71), `FlightGuard::finish` (104-113) and
+//! `Drop for FlightGuard` (116-129). The `DashMap` becomes one mutex (a
 //! dashmap `entry`/`remove_if` holds its shard lock for the whole call), the
 //! `OnceLock` a mutex-guarded `Option` (first `set` wins), and
 //! `tokio::sync::Notify` the facade's `Notify` with the same
 //! `notify_waiters` semantics. The callers around it copy
 //! `Engine::fetch` in `crates/coalestra-orchestration/src/resolve.rs`
-//! (reserve, detach the fetch, then wait on the flight like every joiner).
+//! (reserve, run the fetch, then wait on the flight like every joiner). The
+//! engine runs an owner's fetch inside the first caller until that caller
+//! stops waiting and on a tracked task after (`Detachable` in `tasks.rs`);
+//! the model runs it on its own thread, the hand-off's end state, where the
+//! owner's progress is independent of every waiter.
 //!
 //! Properties: nobody ever waits forever (loom reports a deadlock when every
 //! thread is blocked), a joiner receives the outcome of the flight it joined
@@ -37,7 +41,7 @@ enum Outcome {
     Value(u32),
     /// The owner's fetch failed.
     Failed(&'static str),
-    /// The owner's guard was dropped before completing (flight.rs:116-124).
+    /// The owner's guard was dropped before completing (flight.rs:119-127).
     OwnerStopped,
 }
 
@@ -84,7 +88,7 @@ impl Flight {
 #[derive(Clone)]
 struct FlightTable(Arc<Mutex<HashMap<Key, Arc<Flight>>>>);
 
-/// flight.rs:45-50.
+/// flight.rs:48-53.
 enum Reservation {
     Owner(FlightGuard),
     Joined(Arc<Flight>),
@@ -95,7 +99,7 @@ impl FlightTable {
         Self(Arc::new(Mutex::new(HashMap::new())))
     }
 
-    /// flight.rs:54-68.
+    /// flight.rs:57-71.
     fn reserve(&self, key: Key) -> Reservation {
         let mut map = lock(&self.0);
         if let Some(flight) = map.get(&key) {
@@ -111,13 +115,13 @@ impl FlightTable {
         })
     }
 
-    /// flight.rs:71-73.
+    /// flight.rs:74-76.
     fn len(&self) -> usize {
         lock(&self.0).len()
     }
 }
 
-/// flight.rs:78-83.
+/// flight.rs:81-86.
 struct FlightGuard {
     table: FlightTable,
     key: Key,
@@ -130,12 +134,12 @@ impl FlightGuard {
         &self.flight
     }
 
-    /// flight.rs:97-99.
+    /// flight.rs:100-102.
     fn complete(mut self, outcome: Outcome) {
         self.finish(outcome);
     }
 
-    /// flight.rs:101-110: leave the table (only if the entry is still this
+    /// flight.rs:104-113: leave the table (only if the entry is still this
     /// flight), then publish.
     fn finish(&mut self, outcome: Outcome) {
         if self.done {
@@ -155,7 +159,7 @@ impl FlightGuard {
     }
 }
 
-/// flight.rs:113-126.
+/// flight.rs:116-129.
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         if !self.done {
