@@ -37,14 +37,7 @@ pub(crate) fn apply_one(
         replace_equal,
     } = write;
     let guard = locks.lock(value.key());
-    // A key without an entry costs one lookup: moka's get would also log a
-    // miss for its maintenance to process.
-    let stored = if store.contains_key(value.key()) {
-        store.get(value.key())
-    } else {
-        None
-    };
-    let (outcome, previous, inserted) = match stored {
+    let (outcome, previous, inserted) = match stored_slot(store, value.key()) {
         Some(slot) => {
             let mut revision = slot.write();
             let outcome = WriteOutcome::decide(&value, Some(&revision.value), force, replace_equal);
@@ -78,6 +71,18 @@ pub(crate) fn apply_one(
             current,
         },
         inserted,
+    }
+}
+
+/// The slot of `key`, marked as recently used, if the key has an entry.
+///
+/// A key without an entry costs one lookup: moka's get would also log a miss
+/// for its maintenance to process.
+fn stored_slot(store: &Store, key: &ResourceKey) -> Option<Arc<Slot>> {
+    if store.contains_key(key) {
+        store.get(key)
+    } else {
+        None
     }
 }
 
@@ -183,7 +188,7 @@ fn apply_key(
 ) -> (Vec<Decision>, SnapshotValue, bool) {
     let mut decisions = Vec::with_capacity(ordered.len());
     let _guard = locks.lock(&key);
-    let slot = store.get(&key);
+    let slot = stored_slot(store, &key);
     let mut revision = slot.as_deref().map(Slot::write);
     let mut current = revision.as_ref().map(|stored| stored.value.clone());
     let mut changed = false;
