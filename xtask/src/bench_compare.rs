@@ -9,8 +9,11 @@
 //!    with the venv's interpreter; each prints one JSON object per line.
 //! 3. Runs `cargo run --release -p coalestra-benches --bin bench-report`,
 //!    then once more with `--scale` in its own process (peak RSS).
-//! 4. Writes the side-by-side table, the targets of the issue with the
-//!    measured values, per-workload details and the machine description.
+//! 4. Counts the instructions of the CPU-bound workloads under callgrind
+//!    (`bench_instructions`), numbers a shared machine cannot move.
+//! 5. Writes the side-by-side table, the targets of the issue with the
+//!    measured values, per-workload details, the instruction counts and the
+//!    machine description.
 //!
 //! The JSON lines are flat objects of strings, numbers, booleans and nulls,
 //! read by the small parser at the end of this file (the xtask is std-only),
@@ -116,8 +119,16 @@ pub fn run(root: &Path, options: &Options) -> Result<PathBuf, String> {
             .current_dir(root);
         collect(&mut cmd, &mut rs)?;
     }
+    let counts = crate::bench_instructions::measure(root, &cargo);
     let machine = machine(root, &python);
-    let text = render(&py, &rs, &machine);
+    let text = render(&py, &rs, &machine).replacen(
+        "\n## Machine\n",
+        &format!(
+            "{}\n## Machine\n",
+            crate::bench_instructions::render(&counts)
+        ),
+        1,
+    );
     let path = root.join("docs/performance.md");
     fs::write(&path, &text).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
     println!("==> wrote {}", path.display());

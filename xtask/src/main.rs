@@ -36,6 +36,7 @@ mod api_model;
 mod api_parser;
 mod api_resolve;
 mod bench_compare;
+mod bench_instructions;
 mod consumer_sources;
 mod examples;
 mod packaging;
