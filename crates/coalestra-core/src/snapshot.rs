@@ -26,6 +26,47 @@ enum Slot {
     Error(usize),
 }
 
+/// Snapshots of at most this many entries find a key by scanning: no hash
+/// index is allocated for them (many builds ask for a handful of keys).
+/// Larger ones keep `index` complete; an empty `index` means scanning.
+const SCAN_LIMIT: usize = 8;
+
+impl SnapshotInner {
+    fn slot(&self, key: &ResourceKey) -> Option<Slot> {
+        if !self.index.is_empty() {
+            return self.index.get(key).copied();
+        }
+        if let Some(i) = self.values.iter().position(|v| v.key() == key) {
+            return Some(Slot::Value(i));
+        }
+        self.errors
+            .iter()
+            .position(|e| e.key() == key)
+            .map(Slot::Error)
+    }
+
+    fn scanning(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Builds the index once the snapshot outgrows scanning.
+    fn index_if_large(&mut self) {
+        if self.scanning() && self.values.len() + self.errors.len() > SCAN_LIMIT {
+            self.reindex_all();
+        }
+    }
+
+    fn reindex_all(&mut self) {
+        self.index.clear();
+        for (i, v) in self.values.iter().enumerate() {
+            self.index.insert(v.key().clone(), Slot::Value(i));
+        }
+        for (i, e) in self.errors.iter().enumerate() {
+            self.index.insert(e.key().clone(), Slot::Error(i));
+        }
+    }
+}
+
 /// An immutable set of resolved values and per-resource errors.
 ///
 /// Cheap to clone (one reference count). Values keep request order.
@@ -83,8 +124,8 @@ impl Snapshot {
     }
     /// The value of `key`, if resolved.
     pub fn get(&self, key: &ResourceKey) -> Option<&SnapshotValue> {
-        match self.0.index.get(key)? {
-            Slot::Value(i) => self.0.values.get(*i),
+        match self.0.slot(key)? {
+            Slot::Value(i) => self.0.values.get(i),
             Slot::Error(_) => None,
         }
     }
@@ -94,9 +135,9 @@ impl Snapshot {
     }
     /// The payload of `key` as `T`.
     pub fn value<T: std::any::Any>(&self, key: &ResourceKey) -> Result<&T, ValueError> {
-        match self.0.index.get(key) {
-            Some(Slot::Value(i)) => Ok(self.0.values[*i].value::<T>()?),
-            Some(Slot::Error(i)) => Err(ValueError::Failed(self.0.errors[*i].clone())),
+        match self.0.slot(key) {
+            Some(Slot::Value(i)) => Ok(self.0.values[i].value::<T>()?),
+            Some(Slot::Error(i)) => Err(ValueError::Failed(self.0.errors[i].clone())),
             None => Err(ValueError::Missing(key.clone())),
         }
     }
@@ -106,8 +147,8 @@ impl Snapshot {
     }
     /// The error of `key`, if it failed.
     pub fn error(&self, key: &ResourceKey) -> Option<&ResourceError> {
-        match self.0.index.get(key)? {
-            Slot::Error(i) => self.0.errors.get(*i),
+        match self.0.slot(key)? {
+            Slot::Error(i) => self.0.errors.get(i),
             Slot::Value(_) => None,
         }
     }
@@ -177,11 +218,25 @@ impl SnapshotParts {
     /// Reserves room for `n` values.
     pub fn reserve(&mut self, n: usize) {
         self.inner.values.reserve(n);
-        self.inner.index.reserve(n);
+        if self.inner.values.len() + self.inner.errors.len() + n > SCAN_LIMIT {
+            self.inner.index.reserve(n);
+        }
     }
 
     /// Adds (or replaces) a value.
     pub fn push_value(&mut self, value: SnapshotValue) {
+        if self.inner.scanning() {
+            match self.inner.slot(value.key()) {
+                Some(Slot::Value(i)) => self.inner.values[i] = value,
+                Some(Slot::Error(i)) => {
+                    self.inner.errors.remove(i);
+                    self.inner.values.push(value);
+                }
+                None => self.inner.values.push(value),
+            }
+            self.inner.index_if_large();
+            return;
+        }
         let next = self.inner.values.len();
         let slot = match self.inner.index.entry(value.key().clone()) {
             std::collections::hash_map::Entry::Vacant(vacant) => {
@@ -212,6 +267,18 @@ impl SnapshotParts {
 
     /// Adds (or replaces) an error.
     pub fn push_error(&mut self, error: ResourceError) {
+        if self.inner.scanning() {
+            match self.inner.slot(error.key()) {
+                Some(Slot::Error(i)) => self.inner.errors[i] = error,
+                Some(Slot::Value(i)) => {
+                    self.inner.values.remove(i);
+                    self.inner.errors.push(error);
+                }
+                None => self.inner.errors.push(error),
+            }
+            self.inner.index_if_large();
+            return;
+        }
         let key = error.key().clone();
         match self.inner.index.get(&key).copied() {
             Some(Slot::Error(i)) => self.inner.errors[i] = error,
@@ -245,6 +312,18 @@ impl SnapshotParts {
 
     /// Removes a key entirely.
     pub fn remove(&mut self, key: &ResourceKey) {
+        if self.inner.scanning() {
+            match self.inner.slot(key) {
+                Some(Slot::Value(i)) => {
+                    self.inner.values.remove(i);
+                }
+                Some(Slot::Error(i)) => {
+                    self.inner.errors.remove(i);
+                }
+                None => {}
+            }
+            return;
+        }
         match self.inner.index.remove(key) {
             Some(Slot::Value(i)) => {
                 self.inner.values.remove(i);

@@ -377,3 +377,95 @@ fn build_options_default_to_strict_without_deadline() {
     assert_eq!(custom.snapshot_id.as_deref(), Some("s-9"));
     assert!(!custom.strict);
 }
+
+// Small snapshots find keys by scanning and large ones through an index;
+// both must behave the same across replacements, value/error swaps and
+// removals, including while a snapshot grows past the scanning limit.
+#[test]
+fn snapshot_assembly_matches_a_simple_model_at_every_size() {
+    enum Op {
+        Value(usize, i64),
+        Error(usize),
+        Remove(usize),
+    }
+    let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = move |bound: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % bound
+    };
+    for keys in [2_usize, 5, 8, 9, 12, 30] {
+        for round in 0..40 {
+            let ops: Vec<Op> = (0..keys * 3)
+                .map(|_| {
+                    let k = next(keys as u64) as usize;
+                    match next(10) {
+                        0..=5 => Op::Value(k, next(1_000) as i64),
+                        6..=8 => Op::Error(k),
+                        _ => Op::Remove(k),
+                    }
+                })
+                .collect();
+            let name = |k: usize| format!("ns:k{k}");
+            let mut parts = Snapshot::parts("model", ts(10.0));
+            if round % 2 == 0 {
+                parts.reserve(keys);
+            }
+            // The model: values and errors in order, as documented.
+            let mut values: Vec<(usize, i64)> = Vec::new();
+            let mut errors: Vec<usize> = Vec::new();
+            for op in &ops {
+                match *op {
+                    Op::Value(k, v) => {
+                        parts.push_value(value_of(&name(k), v, 9.0));
+                        if let Some(slot) = values.iter_mut().find(|(key, _)| *key == k) {
+                            slot.1 = v;
+                        } else {
+                            errors.retain(|&e| e != k);
+                            values.push((k, v));
+                        }
+                    }
+                    Op::Error(k) => {
+                        parts.push_error(failed(&name(k)));
+                        if !errors.contains(&k) {
+                            values.retain(|&(key, _)| key != k);
+                            errors.push(k);
+                        }
+                    }
+                    Op::Remove(k) => {
+                        parts.remove(&key(&name(k)));
+                        values.retain(|&(key, _)| key != k);
+                        errors.retain(|&e| e != k);
+                    }
+                }
+            }
+            let snapshot = parts.finish();
+            let got: Vec<(String, i64)> = snapshot
+                .values()
+                .map(|v| (v.key().to_string(), *v.value::<i64>().unwrap()))
+                .collect();
+            let want: Vec<(String, i64)> = values
+                .iter()
+                .map(|&(k, v)| (key(&name(k)).to_string(), v))
+                .collect();
+            assert_eq!(got, want, "values, {keys} keys, round {round}");
+            let got_errors: Vec<String> = snapshot
+                .errors()
+                .iter()
+                .map(|e| e.key().to_string())
+                .collect();
+            let want_errors: Vec<String> =
+                errors.iter().map(|&k| key(&name(k)).to_string()).collect();
+            assert_eq!(
+                got_errors, want_errors,
+                "errors, {keys} keys, round {round}"
+            );
+            for k in 0..keys {
+                let key = key(&name(k));
+                let value = values.iter().find(|(v, _)| *v == k).map(|(_, v)| *v);
+                assert_eq!(snapshot.maybe_value::<i64>(&key).copied(), value);
+                assert_eq!(snapshot.error(&key).is_some(), errors.contains(&k));
+                assert_eq!(snapshot.contains(&key), value.is_some());
+            }
+        }
+    }
+}

@@ -291,7 +291,7 @@ impl Engine {
         path: &[ResourceKey],
     ) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; keys.len()];
-        let mut owned = Vec::with_capacity(keys.len());
+        let mut owned = Vec::new();
         let mut claimed: Vec<(usize, Arc<Flight>)> = Vec::new();
         let mut waits: Vec<(usize, Arc<Flight>, bool)> = Vec::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
@@ -329,6 +329,9 @@ impl Engine {
                 Reservation::Owner(guard) => {
                     if !path.is_empty() {
                         job.tree.nested(key, Arc::clone(guard.flight()));
+                    }
+                    if owned.is_empty() {
+                        owned.reserve(keys.len() - i);
                     }
                     owned.push((i, guard));
                 }
