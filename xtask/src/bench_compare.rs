@@ -7,8 +7,9 @@
 //!    `coalestra==0.6.4` from PyPI into it when it is not there yet.
 //! 2. Runs every `benches/python/*.py` (files starting with `_` are helpers)
 //!    with the venv's interpreter; each prints one JSON object per line.
-//! 3. Runs `cargo run --release -p coalestra-benches --bin bench-report`,
-//!    then once more with `--scale` in its own process (peak RSS).
+//! 3. Runs `cargo run --release -p coalestra-benches --bin bench-report
+//!    --isolated` (each workload in a fresh process), then once more with
+//!    `--scale` in its own process (peak RSS).
 //! 4. Counts the instructions of the CPU-bound workloads under callgrind
 //!    (`bench_instructions`), numbers a shared machine cannot move.
 //! 5. Writes the side-by-side table, the targets of the issue with the
@@ -109,8 +110,9 @@ pub fn run(root: &Path, options: &Options) -> Result<PathBuf, String> {
     println!("==> Rust side");
     let mut rs = Results::new();
     let runs = options.rust_runs.to_string();
-    // Every workload but scale-1m, then scale-1m in its own process.
-    for args in [&["--runs", runs.as_str()][..], &["--scale"]] {
+    // Every workload but scale-1m, each in a fresh process (as each Python
+    // script runs on its own), then scale-1m in its own process.
+    for args in [&["--isolated", "--runs", runs.as_str()][..], &["--scale"]] {
         let mut cmd = Command::new(&cargo);
         cmd.args(["run", "--release", "--quiet", "-p", "coalestra-benches"])
             .args(["--bin", "bench-report", "--"])
@@ -260,7 +262,8 @@ const INTRO: &str = "\
 Every number below was measured by `cargo xtask bench-compare` in one run on
 the machine described at the end: the Python original (`benches/python/`)
 and this library (`bench-report` in `benches/`, release build, one tokio
-current-thread runtime like Python's one event loop) run the same workloads of
+current-thread runtime like Python's one event loop, each workload in a fresh
+process as each Python script runs on its own) run the same workloads of
 issue 9 with the same keys, latencies and policies (see `benches/README.md`):
 
 - `hot-cache-200`: one build of 200 keys, all fresh in the memory cache.

@@ -6,9 +6,14 @@
 //!
 //! ```text
 //! bench-report [--runs N] [--only NAME[,NAME..]]   every workload but scale-1m
+//! bench-report --isolated [--runs N] [--only ..]   the same, each workload in
+//!                                                  a fresh process of its own
 //! bench-report --scale                             scale-1m only (own process,
 //!                                                  so its peak RSS is its own)
 //! ```
+//!
+//! `--isolated` keeps one workload's heap (and allocator state) from
+//! shaping the next one's timings, as each Python script runs on its own.
 //!
 //! The `*-floor` workloads time the tokio runtime alone (timers and task
 //! wake-ups, no engine) for the latency-bound workloads, so their ratios can
@@ -55,6 +60,7 @@ struct Options {
     runs: usize,
     only: Vec<String>,
     scale: bool,
+    isolated: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -62,11 +68,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
         runs: DEFAULT_RUNS,
         only: Vec::new(),
         scale: false,
+        isolated: false,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
             "--scale" => options.scale = true,
+            "--isolated" => options.isolated = true,
             "--runs" => {
                 let value = iter.next().ok_or("--runs needs a number")?;
                 options.runs = value
@@ -108,10 +116,43 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let wanted = |name: &str| options.only.is_empty() || options.only.iter().any(|n| n == name);
+    if options.isolated {
+        return run_isolated(&options, WORKLOADS.iter().copied().filter(|n| wanted(n)));
+    }
     for name in WORKLOADS.iter().copied().filter(|n| wanted(n)) {
         eprintln!("bench-report: {name}");
         let record = rt.block_on(measure(name, options.runs));
         println!("{}", record.to_line());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Runs each workload in a fresh process of this binary and prints its
+/// lines.
+fn run_isolated<'a>(options: &Options, names: impl Iterator<Item = &'a str>) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            eprintln!("bench-report: cannot find this binary: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for name in names {
+        let output = std::process::Command::new(&exe)
+            .args(["--runs", &options.runs.to_string(), "--only", name])
+            .stderr(std::process::Stdio::inherit())
+            .output();
+        match output {
+            Ok(out) if out.status.success() => print!("{}", String::from_utf8_lossy(&out.stdout)),
+            Ok(out) => {
+                eprintln!("bench-report: {name} failed ({})", out.status);
+                return ExitCode::FAILURE;
+            }
+            Err(err) => {
+                eprintln!("bench-report: cannot run {name}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     ExitCode::SUCCESS
 }
