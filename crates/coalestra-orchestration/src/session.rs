@@ -366,23 +366,7 @@ pub(crate) fn accumulate(
     elapsed: std::time::Duration,
 ) {
     total.duration += elapsed;
-    total.cache_hits += stage.cache_hits;
-    total.cache_misses += stage.cache_misses;
-    total.cache_batch_reads += stage.cache_batch_reads;
-    total.cache_batch_writes += stage.cache_batch_writes;
-    total.stale_values += stage.stale_values;
-    total.coalesced_requests += stage.coalesced_requests;
-    total.source_calls += stage.source_calls;
-    total.batch_calls += stage.batch_calls;
-    total.derived_calls += stage.derived_calls;
-    total.batch_chunks += stage.batch_chunks;
-    total.refresh_scheduled += stage.refresh_scheduled;
-    total.refresh_completed += stage.refresh_completed;
-    total.refresh_failed += stage.refresh_failed;
-    total.support_cache_hits += stage.support_cache_hits;
-    total.support_cache_misses += stage.support_cache_misses;
-    total.retries += stage.retries;
-    total.future_timestamp_rejections += stage.future_timestamp_rejections;
+    crate::stats::add_counters(total, stage);
     for (source, calls) in &stage.source_calls_by_source {
         *total
             .source_calls_by_source

@@ -21,6 +21,12 @@ macro_rules! counters {
                 $(d.$name = self.$name.load(Ordering::Relaxed);)*
             }
         }
+
+        /// Adds every counter of `stage` to `total` (the counters listed
+        /// once, below, for both).
+        pub(crate) fn add_counters(total: &mut SnapshotDiagnostics, stage: &SnapshotDiagnostics) {
+            $(total.$name += stage.$name;)*
+        }
     };
 }
 
