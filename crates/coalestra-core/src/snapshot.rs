@@ -16,6 +16,8 @@ struct SnapshotInner {
     values: Vec<SnapshotValue>,
     errors: Vec<ResourceError>,
     index: KeyMap<Slot>,
+    /// Whether `index` is kept complete (otherwise keys are found by scanning).
+    indexed: bool,
     diagnostics: Option<SnapshotDiagnostics>,
     metadata: Metadata,
 }
@@ -28,12 +30,12 @@ enum Slot {
 
 /// Snapshots of at most this many entries find a key by scanning: no hash
 /// index is allocated for them (many builds ask for a handful of keys).
-/// Larger ones keep `index` complete; an empty `index` means scanning.
+/// Larger ones (or ones reserved larger) keep `index` complete.
 const SCAN_LIMIT: usize = 8;
 
 impl SnapshotInner {
     fn slot(&self, key: &ResourceKey) -> Option<Slot> {
-        if !self.index.is_empty() {
+        if self.indexed {
             return self.index.get(key).copied();
         }
         if let Some(i) = self.values.iter().position(|v| v.key() == key) {
@@ -46,17 +48,19 @@ impl SnapshotInner {
     }
 
     fn scanning(&self) -> bool {
-        self.index.is_empty()
+        !self.indexed
     }
 
-    /// Builds the index once the snapshot outgrows scanning.
-    fn index_if_large(&mut self) {
-        if self.scanning() && self.values.len() + self.errors.len() > SCAN_LIMIT {
+    /// Builds the index once the snapshot outgrows scanning (or is about to,
+    /// by `extra` more entries).
+    fn index_if_large(&mut self, extra: usize) {
+        if self.scanning() && self.values.len() + self.errors.len() + extra > SCAN_LIMIT {
             self.reindex_all();
         }
     }
 
     fn reindex_all(&mut self) {
+        self.indexed = true;
         self.index.clear();
         for (i, v) in self.values.iter().enumerate() {
             self.index.insert(v.key().clone(), Slot::Value(i));
@@ -96,6 +100,7 @@ impl Snapshot {
                 values: Vec::new(),
                 errors: Vec::new(),
                 index: KeyMap::default(),
+                indexed: false,
                 diagnostics: None,
                 metadata: Metadata::new(),
             },
@@ -220,6 +225,7 @@ impl SnapshotParts {
         self.inner.values.reserve(n);
         if self.inner.values.len() + self.inner.errors.len() + n > SCAN_LIMIT {
             self.inner.index.reserve(n);
+            self.inner.index_if_large(n);
         }
     }
 
@@ -234,7 +240,7 @@ impl SnapshotParts {
                 }
                 None => self.inner.values.push(value),
             }
-            self.inner.index_if_large();
+            self.inner.index_if_large(0);
             return;
         }
         let next = self.inner.values.len();
@@ -276,7 +282,7 @@ impl SnapshotParts {
                 }
                 None => self.inner.errors.push(error),
             }
-            self.inner.index_if_large();
+            self.inner.index_if_large(0);
             return;
         }
         let key = error.key().clone();
