@@ -511,7 +511,7 @@ fn opt_int(value: Option<f64>) -> String {
 }
 
 /// A non-negative integer with thousands separators.
-fn int(value: f64) -> String {
+pub(crate) fn int(value: f64) -> String {
     let digits = format!("{:.0}", value.round().abs());
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
+use crate::bench_compare::int;
 use crate::process;
 
 /// Workload, keys per iteration, and the two iteration counts compared.
@@ -107,8 +108,8 @@ pub fn render(counts: &Result<Vec<Count>, String>) -> String {
             w,
             "| `{}` | {} | {} |",
             count.workload,
-            group(count.per_iteration),
-            group(count.per_iteration / count.keys as f64)
+            int(count.per_iteration),
+            int(count.per_iteration / count.keys as f64)
         );
     }
     let of = |name: &str| {
@@ -127,19 +128,6 @@ pub fn render(counts: &Result<Vec<Count>, String>) -> String {
         }
     }
     w
-}
-
-/// A whole number with thousands separators.
-fn group(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

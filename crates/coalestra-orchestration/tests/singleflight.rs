@@ -114,6 +114,30 @@ fn gated_batch(gate: &Gate, batches: &Batches) -> FnBatchSource {
     )
 }
 
+/// The most common setup: a builder over one gated `rest` source answering
+/// 42 on a manual clock, with its gate, its call log and the key to build.
+struct Gated {
+    gate: Gate,
+    log: Log,
+    builder: SnapshotBuilder,
+    price: ResourceKey,
+}
+
+fn gated_builder() -> Gated {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let log = new_log();
+    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
+        .build()
+        .expect("valid builder");
+    Gated {
+        gate,
+        log,
+        builder,
+        price: key("market:price:BTC"),
+    }
+}
+
 fn spawn_build(
     builder: &SnapshotBuilder,
     keys: Vec<ResourceKey>,
@@ -372,13 +396,12 @@ async fn b6_6_joiner_is_marked_coalesced_counted_and_metered_by_resource_type() 
 
 #[tokio::test(start_paused = true)]
 async fn b6_4_cancelled_waiter_does_not_cancel_shared_work_or_leak_the_registry() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let Gated {
+        gate,
+        log,
+        builder,
+        price,
+    } = gated_builder();
 
     let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
     gate.wait_for_arrivals(1).await;
@@ -401,13 +424,12 @@ async fn b6_4_cancelled_waiter_does_not_cancel_shared_work_or_leak_the_registry(
 
 #[tokio::test(start_paused = true)]
 async fn cancelled_owner_does_not_cancel_the_fetch_its_joiner_waits_for() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let Gated {
+        gate,
+        log,
+        builder,
+        price,
+    } = gated_builder();
 
     let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
     gate.wait_for_arrivals(1).await;
@@ -874,13 +896,12 @@ async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn the_first_caller_starts_the_source_call_within_its_own_first_poll() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let Gated {
+        gate,
+        log,
+        builder,
+        price,
+    } = gated_builder();
 
     let mut build = Box::pin(builder.build([price.clone()]));
     assert!(
@@ -901,13 +922,12 @@ async fn the_first_caller_starts_the_source_call_within_its_own_first_poll() {
 
 #[tokio::test(start_paused = true)]
 async fn a_caller_dropped_after_its_first_poll_hands_the_work_to_a_task() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let Gated {
+        gate,
+        log,
+        builder,
+        price,
+    } = gated_builder();
 
     let mut build = Box::pin(builder.build([price.clone()]));
     assert!(!poll_once(&mut build).await);
@@ -932,13 +952,12 @@ async fn a_caller_dropped_after_its_first_poll_hands_the_work_to_a_task() {
 
 #[tokio::test(start_paused = true)]
 async fn close_waits_for_work_running_inside_a_caller() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let Gated {
+        gate,
+        builder,
+        price,
+        ..
+    } = gated_builder();
 
     let caller = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
     gate.wait_for_arrivals(1).await;
