@@ -223,7 +223,9 @@ type DynamicPolicy = Arc<dyn Fn(&ResourceKey) -> Option<FreshnessPolicy> + Send 
 pub struct PolicyResolver {
     default: FreshnessPolicy,
     exact: KeyMap<FreshnessPolicy>,
-    by_type: HashMap<(Arc<str>, Arc<str>), FreshnessPolicy>,
+    /// Namespace, then name: looked up with the key's own strings, without
+    /// building an owned pair per lookup.
+    by_type: HashMap<Arc<str>, HashMap<Arc<str>, FreshnessPolicy>>,
     dynamic: Option<DynamicPolicy>,
 }
 
@@ -251,7 +253,10 @@ impl PolicyResolver {
         name: &str,
         policy: FreshnessPolicy,
     ) -> Self {
-        self.by_type.insert((namespace.into(), name.into()), policy);
+        self.by_type
+            .entry(namespace.into())
+            .or_default()
+            .insert(name.into(), policy);
         self
     }
 
@@ -272,14 +277,17 @@ impl PolicyResolver {
 
     /// The policy for `key`.
     pub fn resolve(&self, key: &ResourceKey) -> FreshnessPolicy {
-        if let Some(p) = self.exact.get(key) {
-            return *p;
-        }
-        if !self.by_type.is_empty() {
-            let probe: (Arc<str>, Arc<str>) = (key.namespace().into(), key.name().into());
-            if let Some(p) = self.by_type.get(&probe) {
+        if !self.exact.is_empty() {
+            if let Some(p) = self.exact.get(key) {
                 return *p;
             }
+        }
+        if let Some(p) = self
+            .by_type
+            .get(key.namespace())
+            .and_then(|names| names.get(key.name()))
+        {
+            return *p;
         }
         if let Some(dynamic) = &self.dynamic {
             if let Some(p) = dynamic(key) {
@@ -295,7 +303,10 @@ impl fmt::Debug for PolicyResolver {
         f.debug_struct("PolicyResolver")
             .field("default", &self.default)
             .field("exact", &self.exact.len())
-            .field("by_type", &self.by_type.len())
+            .field(
+                "by_type",
+                &self.by_type.values().map(HashMap::len).sum::<usize>(),
+            )
             .field("dynamic", &self.dynamic.is_some())
             .finish()
     }

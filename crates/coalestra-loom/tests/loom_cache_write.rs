@@ -11,8 +11,8 @@
 //!   with other keys only adds serialization).
 //! * `crates/coalestra-cache/src/memory/slot.rs`: `Slot` (19-23),
 //!   `Revision` (25-30), `Slot::new` (33-41), `Slot::revision` (43-52),
-//!   `Slot::value` (54-61), `Slot::generation` (63-69), `Slot::write` (71-77)
-//!   and `Revision::replace` (81-85). The slot's `RwLock<Revision>` becomes
+//!   `Slot::value` (60-67), `Slot::generation` (69-75), `Slot::write` (77-83)
+//!   and `Revision::replace` (87-91); `Slot::with` (54-58) only reads. The slot's `RwLock<Revision>` becomes
 //!   a mutex (the `support` facade offers no `RwLock`): its shared (read)
 //!   sections only copy the revision out and commute with each other, so
 //!   making them exclusive removes no behaviour the properties depend on.
@@ -34,10 +34,12 @@
 //!   section of it; `remove_keys` (312-322) for the key, an invalidation;
 //!   `remove_if_current` (324-342: under the stripe, remove only while the
 //!   slot still holds the judged generation and is still the stored
-//!   allocation); and the expiry branch of `read_one` (355-365: get the
-//!   slot, copy its revision (value and generation), judge it with the real
+//!   allocation); and the expiry branch of `read_one` (355-384: get the
+//!   slot; a usable revision without dependencies is answered under the
+//!   slot's read lock and removes nothing; otherwise copy its revision
+//!   (value and generation), judge it with the real
 //!   [`FreshnessPolicy::classify`], remove it conditionally). The dependency
-//!   branch (366-371) calls the same `remove_if_current`. Moka's own
+//!   branch (385-390) calls the same `remove_if_current`. Moka's own
 //!   size-bound evictions are not modelled.
 //!
 //! Properties: whatever the interleaving, the stored revision is the one a
@@ -93,24 +95,24 @@ impl Slot {
         lock(&self.revision).clone()
     }
 
-    /// slot.rs:54-61 (a read lock).
+    /// slot.rs:60-67 (a read lock).
     fn value(&self) -> SnapshotValue {
         lock(&self.revision).value.clone()
     }
 
-    /// slot.rs:63-69 (a read lock).
+    /// slot.rs:69-75 (a read lock).
     fn generation(&self) -> u64 {
         lock(&self.revision).generation
     }
 
-    /// slot.rs:71-77 (the write lock); only called with the stripe held.
+    /// slot.rs:77-83 (the write lock); only called with the stripe held.
     fn write(&self) -> MutexGuard<'_, Revision> {
         lock(&self.revision)
     }
 }
 
 impl Revision {
-    /// slot.rs:81-85.
+    /// slot.rs:87-91.
     fn replace(&mut self, value: SnapshotValue) -> SnapshotValue {
         self.generation += 1;
         std::mem::replace(&mut self.value, value)
@@ -322,7 +324,7 @@ impl Cache {
         }
     }
 
-    /// mod.rs:355-365 (the expiry branch of `read_one`).
+    /// mod.rs:355-384 (the expiry branch of `read_one`).
     fn read_one(&self, policy: &FreshnessPolicy, now: Timestamp) -> Read {
         let Some(slot) = self.get() else {
             return Read {

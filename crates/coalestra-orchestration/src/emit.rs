@@ -26,6 +26,17 @@ impl Emitter {
         &self.metrics
     }
 
+    /// Whether metrics are recorded (callers looping over many keys check
+    /// once instead of per key).
+    pub(crate) fn metrics_enabled(&self) -> bool {
+        self.metrics.enabled()
+    }
+
+    /// Whether events are emitted.
+    pub(crate) fn events_enabled(&self) -> bool {
+        self.events.enabled()
+    }
+
     /// Emits an event built lazily.
     pub(crate) fn event(&self, build: impl FnOnce() -> Event) {
         if self.events.enabled() {

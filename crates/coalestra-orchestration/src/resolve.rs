@@ -164,12 +164,16 @@ impl Engine {
         BuildStats::bump(&job.stats.cache_batch_reads);
         // Counted here and added once: no shared counter traffic per key.
         let (mut hit_count, mut miss_count, mut stale_count) = (0u64, 0u64, 0u64);
+        // Sinks are asked once per batch, not once per key.
+        let (metrics_on, events_on) = (self.emit.metrics_enabled(), self.emit.events_enabled());
         for (&i, hit) in indices.iter().zip(hits) {
             let key = &all_keys[i];
             let Some(hit) = hit else {
                 miss_count += 1;
-                self.emit
-                    .count_resource("cache_access_total", key, &[("status", "miss")]);
+                if metrics_on {
+                    self.emit
+                        .count_resource("cache_access_total", key, &[("status", "miss")]);
+                }
                 continue;
             };
             if !self.cache_validates_deps
@@ -184,13 +188,17 @@ impl Engine {
             match hit.freshness {
                 Freshness::Fresh => {
                     hit_count += 1;
-                    self.emit
-                        .count_resource("cache_access_total", key, &[("status", "fresh")]);
-                    self.emit.event(|| {
-                        Event::new("cache_hit")
-                            .field("resource", key.to_string())
-                            .field("freshness", "fresh")
-                    });
+                    if metrics_on {
+                        self.emit
+                            .count_resource("cache_access_total", key, &[("status", "fresh")]);
+                    }
+                    if events_on {
+                        self.emit.event(|| {
+                            Event::new("cache_hit")
+                                .field("resource", key.to_string())
+                                .field("freshness", "fresh")
+                        });
+                    }
                     outcomes[i] = Some(Ok(hit.value));
                 }
                 Freshness::RefreshDue => {

@@ -354,6 +354,25 @@ impl MemoryCache {
 
     fn read_one(&self, read: &CacheRead, now: Timestamp) -> Option<CacheHit> {
         let slot = self.store.get(&read.key)?;
+        // The common case, a usable revision without recorded dependencies,
+        // is answered under the slot's read lock without copying it out.
+        let quick = slot.with(|stored| {
+            if !stored.value.dependency_versions().is_empty() {
+                return None;
+            }
+            let age: Duration = stored.value.age_at(now);
+            let freshness = read.policy.classify(age);
+            freshness.is_usable().then(|| CacheHit {
+                value: stored
+                    .value
+                    .as_cached(now, freshness == Freshness::StaleUsable),
+                freshness,
+                age,
+            })
+        });
+        if quick.is_some() {
+            return quick;
+        }
         let stored = slot.revision();
         let age: Duration = stored.value.age_at(now);
         let freshness = read.policy.classify(age);

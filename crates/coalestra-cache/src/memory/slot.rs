@@ -51,6 +51,12 @@ impl Slot {
             .clone()
     }
 
+    /// Runs `look` on the stored revision under the slot's read lock,
+    /// without copying it out.
+    pub(crate) fn with<R>(&self, look: impl FnOnce(&Revision) -> R) -> R {
+        look(&self.revision.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The stored value.
     pub(crate) fn value(&self) -> SnapshotValue {
         self.revision
