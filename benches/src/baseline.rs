@@ -12,12 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use coalestra::key::KeyHashing;
 use coalestra::value::ValueParts;
 use coalestra::{Clock, KeyMap, Payload, ResourceKey, SnapshotValue, SystemClock};
 use moka::policy::EvictionPolicy;
-
-/// The hasher [`coalestra::MemoryCache`] gives moka: keys carry their hash.
-type KeyHashing = std::hash::BuildHasherDefault<coalestra::key::KeyHasher>;
 
 use crate::read_path::{HOT_TTL, READ_KEYS};
 use crate::{keys, value_for};

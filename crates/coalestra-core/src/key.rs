@@ -563,5 +563,8 @@ impl Hasher for KeyHasher {
 }
 
 /// A `HashMap` keyed by [`ResourceKey`] that reuses the key's own hash.
-pub type KeyMap<V> =
-    std::collections::HashMap<ResourceKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
+pub type KeyMap<V> = std::collections::HashMap<ResourceKey, V, KeyHashing>;
+
+/// The hasher builder of [`KeyMap`], for other maps and sets keyed by
+/// resources (or by values that, like keys, hash themselves once).
+pub type KeyHashing = std::hash::BuildHasherDefault<KeyHasher>;

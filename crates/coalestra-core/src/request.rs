@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::acceptance::SnapshotAcceptancePolicy;
 use crate::consistency::SnapshotConsistencyPolicy;
 use crate::error::CoalestraError;
-use crate::key::{KeyMap, ResourceKey};
+use crate::key::{KeyHashing, KeyMap, ResourceKey};
 use crate::metadata::Metadata;
 
 /// Required and optional resources of one build.
@@ -122,9 +122,6 @@ impl SnapshotRequest {
         self.required.contains(key)
     }
 }
-
-/// Maps keyed by resources reuse the key's own hash.
-type KeyHashing = std::hash::BuildHasherDefault<crate::key::KeyHasher>;
 
 fn dedup(keys: impl IntoIterator<Item = ResourceKey>) -> Vec<ResourceKey> {
     let keys: Vec<ResourceKey> = keys.into_iter().collect();

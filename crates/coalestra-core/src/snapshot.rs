@@ -47,26 +47,49 @@ impl SnapshotInner {
             .map(Slot::Error)
     }
 
-    fn scanning(&self) -> bool {
-        !self.indexed
-    }
-
     /// Builds the index once the snapshot outgrows scanning (or is about to,
     /// by `extra` more entries).
     fn index_if_large(&mut self, extra: usize) {
-        if self.scanning() && self.values.len() + self.errors.len() + extra > SCAN_LIMIT {
-            self.reindex_all();
+        if !self.indexed && self.values.len() + self.errors.len() + extra > SCAN_LIMIT {
+            self.indexed = true;
+            self.reindex_values();
+            self.reindex_errors();
         }
     }
 
-    fn reindex_all(&mut self) {
-        self.indexed = true;
-        self.index.clear();
-        for (i, v) in self.values.iter().enumerate() {
-            self.index.insert(v.key().clone(), Slot::Value(i));
+    /// Appends a value for a key not present.
+    fn add_value(&mut self, value: SnapshotValue) {
+        if self.indexed {
+            self.index
+                .insert(value.key().clone(), Slot::Value(self.values.len()));
         }
-        for (i, e) in self.errors.iter().enumerate() {
-            self.index.insert(e.key().clone(), Slot::Error(i));
+        self.values.push(value);
+    }
+
+    /// Appends an error for a key not present.
+    fn add_error(&mut self, error: ResourceError) {
+        if self.indexed {
+            self.index
+                .insert(error.key().clone(), Slot::Error(self.errors.len()));
+        }
+        self.errors.push(error);
+    }
+
+    /// Re-records every value's position (after one was removed).
+    fn reindex_values(&mut self) {
+        if self.indexed {
+            for (i, v) in self.values.iter().enumerate() {
+                self.index.insert(v.key().clone(), Slot::Value(i));
+            }
+        }
+    }
+
+    /// Re-records every error's position (after one was removed).
+    fn reindex_errors(&mut self) {
+        if self.indexed {
+            for (i, e) in self.errors.iter().enumerate() {
+                self.index.insert(e.key().clone(), Slot::Error(i));
+            }
         }
     }
 }
@@ -231,113 +254,62 @@ impl SnapshotParts {
 
     /// Adds (or replaces) a value.
     pub fn push_value(&mut self, value: SnapshotValue) {
-        if self.inner.scanning() {
-            match self.inner.slot(value.key()) {
-                Some(Slot::Value(i)) => self.inner.values[i] = value,
-                Some(Slot::Error(i)) => {
-                    self.inner.errors.remove(i);
-                    self.inner.values.push(value);
+        let inner = &mut self.inner;
+        let slot = if inner.indexed {
+            // One hash probe for the common case, a key not seen yet.
+            match inner.index.entry(value.key().clone()) {
+                std::collections::hash_map::Entry::Vacant(vacant) => {
+                    vacant.insert(Slot::Value(inner.values.len()));
+                    inner.values.push(value);
+                    return;
                 }
-                None => self.inner.values.push(value),
+                std::collections::hash_map::Entry::Occupied(occupied) => Some(*occupied.get()),
             }
-            self.inner.index_if_large(0);
-            return;
-        }
-        let next = self.inner.values.len();
-        let slot = match self.inner.index.entry(value.key().clone()) {
-            std::collections::hash_map::Entry::Vacant(vacant) => {
-                vacant.insert(Slot::Value(next));
-                self.inner.values.push(value);
-                return;
-            }
-            std::collections::hash_map::Entry::Occupied(occupied) => *occupied.get(),
+        } else {
+            inner.slot(value.key())
         };
-        let key = value.key().clone();
-        match Some(slot) {
-            Some(Slot::Value(i)) => self.inner.values[i] = value,
+        match slot {
+            Some(Slot::Value(i)) => inner.values[i] = value,
             Some(Slot::Error(i)) => {
-                self.inner.errors.remove(i);
-                self.reindex_errors();
-                self.insert_value(key, value);
+                inner.errors.remove(i);
+                inner.reindex_errors();
+                inner.add_value(value);
             }
-            None => self.insert_value(key, value),
+            None => inner.add_value(value),
         }
-    }
-
-    fn insert_value(&mut self, key: ResourceKey, value: SnapshotValue) {
-        self.inner
-            .index
-            .insert(key, Slot::Value(self.inner.values.len()));
-        self.inner.values.push(value);
+        inner.index_if_large(0);
     }
 
     /// Adds (or replaces) an error.
     pub fn push_error(&mut self, error: ResourceError) {
-        if self.inner.scanning() {
-            match self.inner.slot(error.key()) {
-                Some(Slot::Error(i)) => self.inner.errors[i] = error,
-                Some(Slot::Value(i)) => {
-                    self.inner.values.remove(i);
-                    self.inner.errors.push(error);
-                }
-                None => self.inner.errors.push(error),
-            }
-            self.inner.index_if_large(0);
-            return;
-        }
-        let key = error.key().clone();
-        match self.inner.index.get(&key).copied() {
-            Some(Slot::Error(i)) => self.inner.errors[i] = error,
+        let inner = &mut self.inner;
+        match inner.slot(error.key()) {
+            Some(Slot::Error(i)) => inner.errors[i] = error,
             Some(Slot::Value(i)) => {
-                self.inner.values.remove(i);
-                self.reindex_values();
-                self.insert_error(key, error);
+                inner.values.remove(i);
+                inner.reindex_values();
+                inner.add_error(error);
             }
-            None => self.insert_error(key, error),
+            None => inner.add_error(error),
         }
-    }
-
-    fn insert_error(&mut self, key: ResourceKey, error: ResourceError) {
-        self.inner
-            .index
-            .insert(key, Slot::Error(self.inner.errors.len()));
-        self.inner.errors.push(error);
-    }
-
-    fn reindex_values(&mut self) {
-        for (i, v) in self.inner.values.iter().enumerate() {
-            self.inner.index.insert(v.key().clone(), Slot::Value(i));
-        }
-    }
-
-    fn reindex_errors(&mut self) {
-        for (i, e) in self.inner.errors.iter().enumerate() {
-            self.inner.index.insert(e.key().clone(), Slot::Error(i));
-        }
+        inner.index_if_large(0);
     }
 
     /// Removes a key entirely.
     pub fn remove(&mut self, key: &ResourceKey) {
-        if self.inner.scanning() {
-            match self.inner.slot(key) {
-                Some(Slot::Value(i)) => {
-                    self.inner.values.remove(i);
-                }
-                Some(Slot::Error(i)) => {
-                    self.inner.errors.remove(i);
-                }
-                None => {}
-            }
-            return;
+        let inner = &mut self.inner;
+        let slot = inner.slot(key);
+        if inner.indexed {
+            inner.index.remove(key);
         }
-        match self.inner.index.remove(key) {
+        match slot {
             Some(Slot::Value(i)) => {
-                self.inner.values.remove(i);
-                self.reindex_values();
+                inner.values.remove(i);
+                inner.reindex_values();
             }
             Some(Slot::Error(i)) => {
-                self.inner.errors.remove(i);
-                self.reindex_errors();
+                inner.errors.remove(i);
+                inner.reindex_errors();
             }
             None => {}
         }

@@ -3,9 +3,9 @@
 //! outcomes reported through permits of an earlier period are ignored).
 //!
 //! A faithful copy of `crates/coalestra-resilience/src/breaker.rs`:
-//! `Circuit` and its transitions (lines 132-172), `Registry::settle`
-//! (193-252), `CircuitBreakers::before_call` (370-432), `CircuitPermit`
-//! reporting (312-334) and `Drop for CircuitPermit` (336-340), for one
+//! `Circuit` and its transitions (lines 131-171), `Registry::settle`
+//! (192-251), `CircuitBreakers::before_call` (369-431), `CircuitPermit`
+//! reporting (311-333) and `Drop for CircuitPermit` (335-339), for one
 //! circuit identity. `tokio::time::Instant` becomes a shared millisecond
 //! clock read exactly where the original calls `Instant::now()`: under the
 //! registry lock, and only when a circuit opens or an open circuit is
@@ -23,7 +23,7 @@ use support::{lock, model, thread, Arc, AtomicU64, AtomicUsize, Mutex, Ordering}
 
 const RECOVERY_MS: u64 = 10_000;
 
-/// breaker.rs:19-27.
+/// breaker.rs:18-26.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CircuitStatus {
     Closed,
@@ -31,14 +31,14 @@ enum CircuitStatus {
     HalfOpen,
 }
 
-/// breaker.rs:78-93.
+/// breaker.rs:77-92.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CircuitOpen {
     Open,
     ProbeActive,
 }
 
-/// breaker.rs:132-138.
+/// breaker.rs:131-137.
 #[derive(Debug, Clone)]
 struct Circuit {
     status: CircuitStatus,
@@ -49,7 +49,7 @@ struct Circuit {
 }
 
 impl Circuit {
-    /// breaker.rs:152-157.
+    /// breaker.rs:151-156.
     fn open(&mut self, now: u64, epoch: u64) {
         self.status = CircuitStatus::Open;
         self.opened_at = Some(now);
@@ -57,7 +57,7 @@ impl Circuit {
         self.epoch = epoch;
     }
 
-    /// breaker.rs:159-165.
+    /// breaker.rs:158-164.
     fn close(&mut self, epoch: u64) {
         self.status = CircuitStatus::Closed;
         self.failures = 0;
@@ -66,7 +66,7 @@ impl Circuit {
         self.epoch = epoch;
     }
 
-    /// breaker.rs:167-171.
+    /// breaker.rs:166-170.
     fn start_probe(&mut self, epoch: u64) {
         self.status = CircuitStatus::HalfOpen;
         self.probe_active = true;
@@ -74,14 +74,14 @@ impl Circuit {
     }
 }
 
-/// breaker.rs:175-179, for a single identity (`None`: never guarded or
+/// breaker.rs:174-178, for a single identity (`None`: never guarded or
 /// reset).
 struct Circuits {
     circuit: Option<Circuit>,
     last_epoch: u64,
 }
 
-/// breaker.rs:255-262.
+/// breaker.rs:254-261.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Success,
@@ -90,7 +90,7 @@ enum Outcome {
     Abandoned,
 }
 
-/// breaker.rs:265-270.
+/// breaker.rs:264-269.
 struct Ticket {
     epoch: u64,
     probe: bool,
@@ -119,7 +119,7 @@ impl Breaker {
         self.clock_ms.load(Ordering::SeqCst)
     }
 
-    /// breaker.rs:193-252.
+    /// breaker.rs:192-251.
     fn settle(&self, ticket: &Ticket, outcome: Outcome) {
         let now = || self.now();
         let mut guard = lock(&self.circuits);
@@ -180,7 +180,7 @@ impl Breaker {
         }
     }
 
-    /// breaker.rs:370-432 (enabled policy); `this` is the shared registry.
+    /// breaker.rs:369-431 (enabled policy); `this` is the shared registry.
     fn before_call(
         this: &Arc<Self>,
         threshold: u32,
@@ -229,7 +229,7 @@ impl Breaker {
         })
     }
 
-    /// breaker.rs:465-473 (`reset(Some(source))` of this identity's source).
+    /// breaker.rs:464-472 (`reset(Some(source))` of this identity's source).
     fn reset(&self) {
         lock(&self.circuits).circuit = None;
     }
@@ -239,7 +239,7 @@ impl Breaker {
     }
 }
 
-/// breaker.rs:292-295.
+/// breaker.rs:291-294.
 struct Permit {
     breaker: Arc<Breaker>,
     ticket: Option<Ticket>,
@@ -250,7 +250,7 @@ impl Permit {
         self.ticket.as_ref().is_some_and(|ticket| ticket.probe)
     }
 
-    /// breaker.rs:312-334.
+    /// breaker.rs:311-333.
     fn report(mut self, outcome: Outcome) {
         self.settle(outcome);
     }
@@ -262,7 +262,7 @@ impl Permit {
     }
 }
 
-/// breaker.rs:336-340.
+/// breaker.rs:335-339.
 impl Drop for Permit {
     fn drop(&mut self) {
         self.settle(Outcome::Abandoned);

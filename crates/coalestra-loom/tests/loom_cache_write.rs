@@ -27,19 +27,19 @@
 //!   batch path, every candidate decided under the stripe and the slot's
 //!   write lock, then one replacement in place or one insert). Counters are
 //!   left out.
-//! * `crates/coalestra-cache/src/memory/mod.rs`: the moka `Store` (32-36)
+//! * `crates/coalestra-cache/src/memory/mod.rs`: the moka `Store` (33-37)
 //!   becomes one mutex around the key's `Option<Arc<Slot>>`
 //!   (`Cache::entry`), each moka call (`contains_key`, `get`, `insert`,
 //!   `remove`, the `and_compute_with` of `remove_if_current`) one critical
-//!   section of it; `remove_keys` (312-322) for the key, an invalidation;
-//!   `remove_if_current` (324-342: under the stripe, remove only while the
+//!   section of it; `remove_keys` (311-321) for the key, an invalidation;
+//!   `remove_if_current` (323-341: under the stripe, remove only while the
 //!   slot still holds the judged generation and is still the stored
-//!   allocation); and the expiry branch of `read_one` (355-384: get the
+//!   allocation); and the expiry branch of `read_one` (354-380: get the
 //!   slot; a usable revision without dependencies is answered under the
 //!   slot's read lock and removes nothing; otherwise copy its revision
 //!   (value and generation), judge it with the real
 //!   [`FreshnessPolicy::classify`], remove it conditionally). The dependency
-//!   branch (385-390) calls the same `remove_if_current`. Moka's own
+//!   branch (381-386) calls the same `remove_if_current`. Moka's own
 //!   size-bound evictions are not modelled.
 //!
 //! Properties: whatever the interleaving, the stored revision is the one a
@@ -143,12 +143,12 @@ struct Read {
     removed: bool,
 }
 
-/// The fields of `MemoryCache` (mod.rs:142-150) for one key: its stripe of
+/// The fields of `MemoryCache` (mod.rs:141-149) for one key: its stripe of
 /// `KeyLocks` and its entry in the moka `Store`.
 struct Cache {
     /// locks.rs:20-23: the key's stripe (guards no data).
     stripe: Mutex<()>,
-    /// mod.rs:32-36: the key's moka entry.
+    /// mod.rs:33-37: the key's moka entry.
     entry: Mutex<Option<Arc<Slot>>>,
 }
 
@@ -301,13 +301,13 @@ impl Cache {
         }
     }
 
-    /// mod.rs:312-322 for this key.
+    /// mod.rs:311-321 for this key.
     fn remove_key(&self) -> bool {
         let _guard = self.lock_key();
         self.remove()
     }
 
-    /// mod.rs:324-342.
+    /// mod.rs:323-341.
     fn remove_if_current(&self, slot: &Arc<Slot>, generation: u64) -> bool {
         let _guard = self.lock_key();
         if slot.generation() != generation {
@@ -324,7 +324,7 @@ impl Cache {
         }
     }
 
-    /// mod.rs:355-384 (the expiry branch of `read_one`).
+    /// mod.rs:354-380 (the expiry branch of `read_one`).
     fn read_one(&self, policy: &FreshnessPolicy, now: Timestamp) -> Read {
         let Some(slot) = self.get() else {
             return Read {
@@ -352,7 +352,7 @@ impl Cache {
     }
 
     /// The stored slot, for the final checks (`MemoryCache::peek` reads it
-    /// the same way: mod.rs:210-217).
+    /// the same way: mod.rs:209-216).
     fn slot(&self) -> Option<Arc<Slot>> {
         self.get()
     }

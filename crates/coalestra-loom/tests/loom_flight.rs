@@ -3,9 +3,9 @@
 //! leave).
 //!
 //! A faithful copy of `crates/coalestra-orchestration/src/flight.rs`:
-//! `Flight::wait` (lines 22-32), `Flight::complete` (34-37),
-//! `FlightTable::reserve` (57-71), `FlightGuard::finish` (104-113) and
-//! `Drop for FlightGuard` (116-129). The `DashMap` becomes one mutex (a
+//! `Flight::wait` (lines 23-33), `Flight::complete` (35-38),
+//! `FlightTable::reserve` (55-69), `FlightGuard::finish` (102-111) and
+//! `Drop for FlightGuard` (114-127). The `DashMap` becomes one mutex (a
 //! dashmap `entry`/`remove_if` holds its shard lock for the whole call), the
 //! `OnceLock` a mutex-guarded `Option` (first `set` wins), and
 //! `tokio::sync::Notify` the facade's `Notify` with the same
@@ -41,11 +41,11 @@ enum Outcome {
     Value(u32),
     /// The owner's fetch failed.
     Failed(&'static str),
-    /// The owner's guard was dropped before completing (flight.rs:119-127).
+    /// The owner's guard was dropped before completing (flight.rs:117-125).
     OwnerStopped,
 }
 
-/// flight.rs:14-18.
+/// flight.rs:15-19.
 struct Flight {
     /// `OnceLock<Outcome>`.
     result: Mutex<Option<Outcome>>,
@@ -60,7 +60,7 @@ impl Flight {
         }
     }
 
-    /// flight.rs:22-32: register interest first, then look at the result,
+    /// flight.rs:23-33: register interest first, then look at the result,
     /// then sleep; a completion between the look and the sleep is not lost.
     fn wait(&self) -> Outcome {
         loop {
@@ -72,7 +72,7 @@ impl Flight {
         }
     }
 
-    /// flight.rs:34-37.
+    /// flight.rs:35-38.
     fn complete(&self, outcome: Outcome) {
         {
             let mut result = lock(&self.result);
@@ -84,11 +84,11 @@ impl Flight {
     }
 }
 
-/// flight.rs:41-42.
+/// flight.rs:42-43.
 #[derive(Clone)]
 struct FlightTable(Arc<Mutex<HashMap<Key, Arc<Flight>>>>);
 
-/// flight.rs:48-53.
+/// flight.rs:46-51.
 enum Reservation {
     Owner(FlightGuard),
     Joined(Arc<Flight>),
@@ -99,7 +99,7 @@ impl FlightTable {
         Self(Arc::new(Mutex::new(HashMap::new())))
     }
 
-    /// flight.rs:57-71.
+    /// flight.rs:55-69.
     fn reserve(&self, key: Key) -> Reservation {
         let mut map = lock(&self.0);
         if let Some(flight) = map.get(&key) {
@@ -115,13 +115,13 @@ impl FlightTable {
         })
     }
 
-    /// flight.rs:74-76.
+    /// flight.rs:72-74.
     fn len(&self) -> usize {
         lock(&self.0).len()
     }
 }
 
-/// flight.rs:81-86.
+/// flight.rs:79-84.
 struct FlightGuard {
     table: FlightTable,
     key: Key,
@@ -134,12 +134,12 @@ impl FlightGuard {
         &self.flight
     }
 
-    /// flight.rs:100-102.
+    /// flight.rs:98-100.
     fn complete(mut self, outcome: Outcome) {
         self.finish(outcome);
     }
 
-    /// flight.rs:104-113: leave the table (only if the entry is still this
+    /// flight.rs:102-111: leave the table (only if the entry is still this
     /// flight), then publish.
     fn finish(&mut self, outcome: Outcome) {
         if self.done {
@@ -159,7 +159,7 @@ impl FlightGuard {
     }
 }
 
-/// flight.rs:116-129.
+/// flight.rs:114-127.
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         if !self.done {

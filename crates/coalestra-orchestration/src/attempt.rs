@@ -1,9 +1,11 @@
 //! One source's attempt at one key (single, derived) or one chunk (batch),
 //! with retries and circuit breaking.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use coalestra_core::key::KeyHashing;
 use coalestra_core::value::ValueParts;
 use coalestra_core::CircuitScope;
 use coalestra_core::{
@@ -33,6 +35,23 @@ impl KeyAttempt {
     }
 }
 
+/// The circuit guarding calls of `entry` for `key`; `None` when circuits are
+/// disabled. A source-scoped circuit is the same for every key: it is reused.
+fn circuit_of(entry: &SourceEntry, key: &ResourceKey) -> Option<CircuitIdentity> {
+    let policy = &entry.resilience.circuit;
+    if !policy.enabled() {
+        return None;
+    }
+    match &entry.source_circuit {
+        Some(identity) if policy.scope() == CircuitScope::Source => Some(identity.clone()),
+        _ => Some(CircuitIdentity::for_key(
+            entry.name.clone(),
+            key,
+            policy.scope(),
+        )),
+    }
+}
+
 impl Engine {
     /// Admits a call through the key's circuit.
     pub(crate) fn admit(
@@ -40,20 +59,23 @@ impl Engine {
         entry: &SourceEntry,
         key: &ResourceKey,
     ) -> Result<Option<CircuitPermit>, SourceError> {
-        let policy = &entry.resilience.circuit;
-        if !policy.enabled() {
+        self.admit_as(entry, circuit_of(entry, key).as_ref(), key)
+    }
+
+    /// Admits a call of `key` through `identity` (`None`: circuits disabled).
+    fn admit_as(
+        &self,
+        entry: &SourceEntry,
+        identity: Option<&CircuitIdentity>,
+        key: &ResourceKey,
+    ) -> Result<Option<CircuitPermit>, SourceError> {
+        let Some(identity) = identity else {
             return Ok(None);
-        }
-        // A source-scoped circuit is the same for every key: reuse it.
-        let scoped;
-        let identity = match &entry.source_circuit {
-            Some(identity) if policy.scope() == CircuitScope::Source => identity,
-            _ => {
-                scoped = CircuitIdentity::for_key(entry.name.clone(), key, policy.scope());
-                &scoped
-            }
         };
-        match self.breakers.before_call(identity, policy) {
+        match self
+            .breakers
+            .before_call(identity, &entry.resilience.circuit)
+        {
             Ok(permit) => Ok(Some(permit)),
             Err(open) => {
                 self.health
@@ -420,43 +442,21 @@ impl Engine {
         keys: &[ResourceKey],
         results: &mut Vec<(usize, KeyAttempt)>,
     ) -> (Vec<(Option<CircuitPermit>, Vec<usize>)>, Vec<usize>) {
-        let policy = &entry.resilience.circuit;
         let mut groups: Vec<(Option<CircuitPermit>, Vec<usize>)> = Vec::new();
-        let shared = !policy.enabled() || policy.scope() == CircuitScope::Source;
-        if shared {
-            // One circuit (or none) for the whole chunk: admitted once, then
-            // every later key joins the group without a lookup.
-            for (i, key) in keys.iter().enumerate() {
-                if let Some((_, members)) = groups.first_mut() {
-                    members.push(i);
-                    continue;
-                }
-                match self.admit(entry, key) {
-                    Ok(permit) => {
-                        let mut members = Vec::with_capacity(keys.len() - i);
-                        members.push(i);
-                        groups.push((permit, members));
-                    }
-                    Err(e) => results.push((i, KeyAttempt::failed(entry, e, 0))),
-                }
+        // Identities hash once; disabled circuits (`None`) form one group.
+        let mut group_of: HashMap<Option<CircuitIdentity>, usize, KeyHashing> = HashMap::default();
+        for (i, key) in keys.iter().enumerate() {
+            let identity = circuit_of(entry, key);
+            if let Some(&g) = group_of.get(&identity) {
+                groups[g].1.push(i);
+                continue;
             }
-        } else {
-            let mut group_of: std::collections::HashMap<String, usize> =
-                std::collections::HashMap::new();
-            for (i, key) in keys.iter().enumerate() {
-                let identity =
-                    CircuitIdentity::for_key(entry.name.clone(), key, policy.scope()).to_string();
-                if let Some(&g) = group_of.get(&identity) {
-                    groups[g].1.push(i);
-                    continue;
+            match self.admit_as(entry, identity.as_ref(), key) {
+                Ok(permit) => {
+                    group_of.insert(identity, groups.len());
+                    groups.push((permit, vec![i]));
                 }
-                match self.admit(entry, key) {
-                    Ok(permit) => {
-                        group_of.insert(identity, groups.len());
-                        groups.push((permit, vec![i]));
-                    }
-                    Err(e) => results.push((i, KeyAttempt::failed(entry, e, 0))),
-                }
+                Err(e) => results.push((i, KeyAttempt::failed(entry, e, 0))),
             }
         }
         let requested = groups.iter().flat_map(|(_, m)| m.iter().copied()).collect();

@@ -242,12 +242,7 @@ impl SnapshotBuilder {
             }
             None => None,
         };
-        Ok(Job::new(
-            ctx,
-            deadline,
-            engine.max_pending.get(),
-            engine.catalog.has_derived(),
-        ))
+        Ok(Job::new(engine, ctx, deadline))
     }
 
     /// Opens a multi-stage session sharing this builder's capacity, circuits

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use coalestra_core::key::KeyHashing;
 use coalestra_core::source::validate_declarations;
 use coalestra_core::{
     ConfigError, Execution, ResiliencePolicy, ResourceKey, SourceError, SourceRef,
@@ -22,7 +23,7 @@ pub(crate) struct SourceEntry {
     pub(crate) guarantee: TimeoutGuarantee,
     /// The source-scoped circuit identity, built once.
     pub(crate) source_circuit: Option<coalestra_resilience::CircuitIdentity>,
-    support: Option<DashMap<ResourceKey, bool, crate::flight::KeyHashing>>,
+    support: Option<DashMap<ResourceKey, bool, KeyHashing>>,
 }
 
 impl SourceEntry {

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use coalestra_core::key::KeyHashing;
 use coalestra_core::{ResourceError, ResourceKey, SnapshotValue, SourceError, SourceFailure};
 use dashmap::DashMap;
 use tokio::sync::Notify;
@@ -40,9 +41,6 @@ impl Flight {
 /// The table of in-flight keys.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct FlightTable(Arc<DashMap<ResourceKey, Arc<Flight>, KeyHashing>>);
-
-/// Keys carry their hash; maps keyed by them pass it through.
-pub(crate) type KeyHashing = std::hash::BuildHasherDefault<coalestra_core::key::KeyHasher>;
 
 /// The result of a reservation.
 pub(crate) enum Reservation {

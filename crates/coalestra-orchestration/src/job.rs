@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use coalestra_core::{FetchContext, KeyMap, ResourceKey, SnapshotValue};
 use tokio::time::Instant;
 
+use crate::engine::Engine;
 use crate::flight::{Flight, Outcome};
 use crate::stats::BuildStats;
 
@@ -38,22 +39,18 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    /// A job; `tracked` keeps a resolution tree (needed only when a derived
-    /// source can make keys wait on other keys).
-    pub(crate) fn new(
-        ctx: FetchContext,
-        deadline: Option<Instant>,
-        width: usize,
-        tracked: bool,
-    ) -> Self {
+    /// A job of `engine`: its gate is the builder's `max_pending_tasks`, and
+    /// it keeps a resolution tree only when a derived source can make keys
+    /// wait on other keys.
+    pub(crate) fn new(engine: &Engine, ctx: FetchContext, deadline: Option<Instant>) -> Self {
         Self {
-            gate: tokio::sync::Semaphore::new(width.max(1)),
+            gate: tokio::sync::Semaphore::new(engine.max_pending.get()),
             ctx,
             deadline,
             stats: BuildStats::default(),
             tree: Tree {
                 state: Mutex::default(),
-                tracked,
+                tracked: engine.catalog.has_derived(),
             },
             bypass_cache: false,
             bypass_reason: None,

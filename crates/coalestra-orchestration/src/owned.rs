@@ -43,9 +43,6 @@ impl Owned {
 
 impl Engine {
     fn maybe_derived(&self, key: &ResourceKey) -> bool {
-        if !self.catalog.has_derived() {
-            return false;
-        }
         let scratch = BuildStats::default();
         self.catalog.entries().iter().any(|entry| {
             matches!(entry.source, SourceRef::Derived(_))

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use coalestra_core::key::KeyHashing;
 use coalestra_core::{Event, FetchContext, ResourceKey, Version};
 use dashmap::DashMap;
 use tokio::sync::Notify;
@@ -15,7 +16,7 @@ use crate::stats::BuildStats;
 /// Keys with a pending background refresh.
 #[derive(Debug, Default)]
 pub(crate) struct RefreshRegistry {
-    pending: DashMap<ResourceKey, (), crate::flight::KeyHashing>,
+    pending: DashMap<ResourceKey, (), KeyHashing>,
     idle: Notify,
 }
 
@@ -82,12 +83,7 @@ impl Engine {
                 .with("refresh_reason", reason)
                 .with("parent_snapshot_id", &*parent.ctx.snapshot_id),
         );
-        let mut job = Job::new(
-            ctx,
-            None,
-            self.max_pending.get(),
-            self.catalog.has_derived(),
-        );
+        let mut job = Job::new(self, ctx, None);
         job.refresh = true;
         job.bypass_cache = true;
         let job = Arc::new(job);

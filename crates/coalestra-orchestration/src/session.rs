@@ -189,12 +189,7 @@ impl SnapshotSession {
             let remaining = deadline.saturating_duration_since(Instant::now());
             ctx = ctx.with_deadline(deadline.into_std(), self.engine.clock.now() + remaining);
         }
-        let mut job = Job::new(
-            ctx,
-            self.deadline,
-            self.engine.max_pending.get(),
-            self.engine.catalog.has_derived(),
-        );
+        let mut job = Job::new(&self.engine, ctx, self.deadline);
         job.pinned = Some(pinned);
         job.learned = Some(std::sync::Mutex::new(KeyMap::default()));
         job

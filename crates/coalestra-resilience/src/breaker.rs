@@ -2,11 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use coalestra_core::key::KeyHasher;
+use coalestra_core::key::KeyHashing;
 use coalestra_core::CircuitBreakerPolicy;
 use serde::{Serialize, Serializer};
 use tokio::time::Instant;
@@ -174,7 +173,7 @@ impl Circuit {
 /// Everything behind the registry's lock.
 #[derive(Debug, Default)]
 struct Circuits {
-    by_identity: HashMap<CircuitIdentity, Circuit, BuildHasherDefault<KeyHasher>>,
+    by_identity: HashMap<CircuitIdentity, Circuit, KeyHashing>,
     last_epoch: u64,
 }
 

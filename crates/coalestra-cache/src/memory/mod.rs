@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use coalestra_core::key::KeyHashing;
 use coalestra_core::{
     CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, Freshness, PolicyResolver,
     ResourceKey, SnapshotCache, SnapshotValue, Timestamp, WriteResult,
@@ -34,8 +35,6 @@ use self::slot::Slot;
 /// Keys carry a hash computed once at construction; the store passes it
 /// through instead of hashing every lookup again.
 pub(crate) type Store = moka::sync::Cache<ResourceKey, Arc<Slot>, KeyHashing>;
-
-type KeyHashing = std::hash::BuildHasherDefault<coalestra_core::key::KeyHasher>;
 
 /// How a [`MemoryCache`] is sized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -354,28 +353,25 @@ impl MemoryCache {
 
     fn read_one(&self, read: &CacheRead, now: Timestamp) -> Option<CacheHit> {
         let slot = self.store.get(&read.key)?;
+        let hit = |value: &SnapshotValue, age: Duration, freshness: Freshness| CacheHit {
+            value: value.as_cached(now, freshness == Freshness::StaleUsable),
+            freshness,
+            age,
+        };
         // The common case, a usable revision without recorded dependencies,
         // is answered under the slot's read lock without copying it out.
-        let quick = slot.with(|stored| {
-            if !stored.value.dependency_versions().is_empty() {
-                return None;
-            }
+        let (stored, age, freshness) = match slot.with(|stored| {
             let age: Duration = stored.value.age_at(now);
             let freshness = read.policy.classify(age);
-            freshness.is_usable().then(|| CacheHit {
-                value: stored
-                    .value
-                    .as_cached(now, freshness == Freshness::StaleUsable),
-                freshness,
-                age,
-            })
-        });
-        if quick.is_some() {
-            return quick;
-        }
-        let stored = slot.revision();
-        let age: Duration = stored.value.age_at(now);
-        let freshness = read.policy.classify(age);
+            if freshness.is_usable() && stored.value.dependency_versions().is_empty() {
+                Ok(hit(&stored.value, age, freshness))
+            } else {
+                Err((stored.clone(), age, freshness))
+            }
+        }) {
+            Ok(hit) => return Some(hit),
+            Err(judged) => judged,
+        };
         if !freshness.is_usable() {
             if self.remove_if_current(&read.key, &slot, stored.generation) {
                 self.counters.expired(1);
@@ -388,12 +384,7 @@ impl MemoryCache {
             }
             return None;
         }
-        let stale = freshness == Freshness::StaleUsable;
-        Some(CacheHit {
-            value: stored.value.as_cached(now, stale),
-            freshness,
-            age,
-        })
+        Some(hit(&stored.value, age, freshness))
     }
 }
 
