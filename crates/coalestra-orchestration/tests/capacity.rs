@@ -20,64 +20,29 @@ use coalestra_core::{
     BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
     CircuitScope, Clock, EventSink, FetchContext, FnBatchSource, FnDerivedSource, FnSource,
     Freshness, ManualClock, MetricsSink, Payload, ResiliencePolicy, ResourceKey, RetryPolicy,
-    Snapshot, SnapshotCache, SnapshotValue, SourceError, SourceOptions, SourceOutput, SourceRef,
-    Timestamp, Version, WriteOutcome, WriteResult,
+    Snapshot, SnapshotCache, SnapshotValue, SourceError, SourceOptions, SourceOutput, Timestamp,
+    Version, WriteOutcome, WriteResult,
 };
-use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_orchestration::SnapshotBuilder;
 use coalestra_resilience::CircuitStatus;
-use tokio::sync::Semaphore;
+/// Records metrics and events (the support crate's recording sink).
+use coalestra_test::RecordingSink as Recorder;
+use coalestra_test::{key, Gate};
 use tokio::task::JoinHandle;
 
-/// Upper bound for anything that could deadlock; far beyond any legitimate
-/// build on the paused clock.
-const HANG_GUARD: Duration = Duration::from_secs(60);
-
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
+mod support;
+use support::{
+    drain, failure_messages, failures, join, one_failure, settle, single_attempt, spawn_lenient,
+    spawn_strict as spawn_build, text, wall_clock_config as config,
+};
 
 fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).expect("non-zero limit")
 }
 
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-/// A builder configuration on a manual wall clock.
-fn config(sources: Vec<SourceRef>) -> BuilderConfig {
-    SnapshotBuilder::builder(sources).clock(Arc::new(ManualClock::new(1_000.0)))
-}
-
-/// Lets every runnable task run until it blocks, without moving the paused
-/// clock (tokio defers a yielded task until the other ready tasks ran).
-async fn settle() {
-    for _ in 0..64 {
-        tokio::task::yield_now().await;
-    }
-}
-
-/// A gate calls wait at until the test lets them through.
-#[derive(Clone)]
-struct Gate(Arc<Semaphore>);
-
-impl Gate {
-    fn closed() -> Self {
-        Self(Arc::new(Semaphore::new(0)))
-    }
-    async fn pass(&self) {
-        self.0
-            .acquire()
-            .await
-            .expect("the gate semaphore is never closed")
-            .forget();
-    }
-    fn release(&self, n: usize) {
-        self.0.add_permits(n);
-    }
-    fn open(&self) {
-        self.0.add_permits(1 << 20);
-    }
+/// `n` keys `<prefix>000`, `<prefix>001`, ... in order.
+fn numbered_keys(prefix: &str, n: usize) -> Vec<ResourceKey> {
+    (0..n).map(|i| key(&format!("{prefix}{i:03}"))).collect()
 }
 
 /// Counts calls, concurrently active calls and their peak.
@@ -155,81 +120,73 @@ fn sleeping_source(name: &str, latency: Duration, tracker: &Arc<Tracker>) -> FnS
     })
 }
 
-fn spawn_build(builder: &SnapshotBuilder, keys: Vec<ResourceKey>) -> JoinHandle<Snapshot> {
-    let builder = builder.clone();
-    tokio::spawn(async move {
-        tokio::time::timeout(HANG_GUARD, builder.build(keys))
-            .await
-            .expect("build must not hang")
-            .expect("strict build succeeds")
-    })
+/// Capacity settings of [`gated_rest`].
+#[derive(Clone, Copy)]
+struct Limits {
+    global: usize,
+    workers: Option<usize>,
+    rest: Option<usize>,
 }
 
-fn spawn_lenient(
+impl Limits {
+    /// `global` slots; dispatch workers and the source limit left default.
+    fn global(global: usize) -> Self {
+        Self {
+            global,
+            workers: None,
+            rest: None,
+        }
+    }
+    fn workers(self, workers: usize) -> Self {
+        Self {
+            workers: Some(workers),
+            ..self
+        }
+    }
+    fn rest(self, rest: usize) -> Self {
+        Self {
+            rest: Some(rest),
+            ..self
+        }
+    }
+}
+
+/// A builder over one gated "rest" source with `limits`, with the closed
+/// gate its calls wait at and the tracker they enter.
+fn gated_rest(limits: Limits) -> (SnapshotBuilder, Gate, Arc<Tracker>) {
+    let gate = Gate::new();
+    let tracker = Tracker::new();
+    let mut config = config(vec![gated_source("rest", &gate, &[&tracker]).into()])
+        .max_concurrency(limits.global);
+    if let Some(workers) = limits.workers {
+        config = config.max_pending_tasks(workers);
+    }
+    if let Some(rest) = limits.rest {
+        config = config.source_concurrency("rest", rest);
+    }
+    (config.build().expect("valid builder"), gate, tracker)
+}
+
+/// A builder over `source` alone with one attempt per call.
+fn single_attempt_builder(source: FnSource) -> SnapshotBuilder {
+    config(vec![source.into()])
+        .resilience(single_attempt())
+        .build()
+        .expect("valid builder")
+}
+
+/// Builds `keys` non-strictly under a snapshot `deadline`.
+async fn build_within(
     builder: &SnapshotBuilder,
     keys: Vec<ResourceKey>,
-    options: BuildOptions,
-) -> JoinHandle<Snapshot> {
-    let builder = builder.clone();
-    tokio::spawn(async move {
-        tokio::time::timeout(HANG_GUARD, builder.build_with(keys, options.strict(false)))
-            .await
-            .expect("build must not hang")
-            .expect("non-strict build returns a snapshot")
-    })
-}
-
-async fn join(handle: JoinHandle<Snapshot>) -> Snapshot {
-    tokio::time::timeout(HANG_GUARD, handle)
-        .await
-        .expect("build task must finish")
-        .expect("build task must not panic")
-}
-
-/// (source, error type, attempts) of every failure of `key`.
-fn failures(snapshot: &Snapshot, key: &ResourceKey) -> Vec<(String, String, u32)> {
-    let error = snapshot
-        .error(key)
-        .unwrap_or_else(|| panic!("{key} should have failed, got {:?}", snapshot.get(key)));
-    error
-        .failures()
-        .iter()
-        .map(|f| {
-            (
-                f.source.to_string(),
-                f.error.error_type().to_owned(),
-                f.attempts,
-            )
-        })
-        .collect()
-}
-
-fn failure_messages(snapshot: &Snapshot, key: &ResourceKey) -> Vec<String> {
-    snapshot
-        .error(key)
-        .map(|e| e.failures().iter().map(|f| f.error.to_string()).collect())
-        .unwrap_or_default()
-}
-
-fn text(snapshot: &Snapshot, key: &ResourceKey) -> String {
-    snapshot
-        .value::<String>(key)
-        .unwrap_or_else(|e| panic!("{key} should have a text value: {e}"))
-        .clone()
-}
-
-/// Waits (on the paused clock) until no detached work of the builder runs.
-async fn drain(builder: &SnapshotBuilder) {
-    for _ in 0..100_000 {
-        if builder.active_tasks() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!(
-        "detached work never finished: {} tasks",
-        builder.active_tasks()
-    );
+    deadline: Duration,
+) -> Snapshot {
+    join(spawn_lenient(
+        builder,
+        keys,
+        BuildOptions::new().deadline(deadline),
+    ))
+    .await
 }
 
 async fn assert_idle(builder: &SnapshotBuilder) {
@@ -243,9 +200,6 @@ async fn assert_idle(builder: &SnapshotBuilder) {
     }
     assert_eq!(builder.in_flight(), 0, "nothing in flight");
 }
-
-/// Records metrics and events (the support crate's recording sink).
-use coalestra_test::RecordingSink as Recorder;
 
 // B9.1
 #[tokio::test(start_paused = true)]
@@ -274,12 +228,7 @@ async fn independent_resources_are_fetched_concurrently_up_to_max_concurrency() 
 // B9.2: the global limit is shared by every build of the builder.
 #[tokio::test(start_paused = true)]
 async fn global_capacity_is_shared_across_concurrent_builds() {
-    let gate = Gate::closed();
-    let tracker = Tracker::new();
-    let builder = config(vec![gated_source("rest", &gate, &[&tracker]).into()])
-        .max_concurrency(2)
-        .build()
-        .expect("valid builder");
+    let (builder, gate, tracker) = gated_rest(Limits::global(2));
     let handles: Vec<JoinHandle<Snapshot>> = (0..3)
         .map(|b| {
             let keys = (0..4)
@@ -316,7 +265,7 @@ async fn global_capacity_is_shared_across_concurrent_builds() {
 // winning over the declaration, and the capacity snapshot listing both.
 #[tokio::test(start_paused = true)]
 async fn source_limits_are_independent_and_the_builder_override_wins() {
-    let gate = Gate::closed();
+    let gate = Gate::new();
     let a = Tracker::new();
     let b = Tracker::new();
     let total = Tracker::new();
@@ -381,7 +330,7 @@ async fn source_limits_are_independent_and_the_builder_override_wins() {
 // behind their own source's limit never hold global slots.
 #[tokio::test(start_paused = true)]
 async fn callers_queued_behind_a_source_limit_hold_no_global_slot() {
-    let gate = Gate::closed();
+    let gate = Gate::new();
     let slow_calls = Tracker::new();
     let fast_calls = Tracker::new();
     let slow = gated_source("slow", &gate, &[&slow_calls])
@@ -432,7 +381,7 @@ async fn callers_queued_behind_a_source_limit_hold_no_global_slot() {
 // releases the source slot when its wait ends (here by queue timeout).
 #[tokio::test(start_paused = true)]
 async fn a_timed_out_partial_acquisition_releases_the_source_slot() {
-    let gate = Gate::closed();
+    let gate = Gate::new();
     let other_calls = Tracker::new();
     let rest_calls = Tracker::new();
     let other =
@@ -463,7 +412,7 @@ async fn a_timed_out_partial_acquisition_releases_the_source_slot() {
     let snapshot = join(waiter).await;
     assert_eq!(
         failures(&snapshot, &rest_key),
-        vec![("rest".to_owned(), "SourceQueueTimeoutError".to_owned(), 1)]
+        one_failure("rest", "SourceQueueTimeoutError", 1)
     );
     assert_eq!(rest_calls.calls(), 0);
     let capacity = builder.capacity();
@@ -480,7 +429,7 @@ async fn a_timed_out_partial_acquisition_releases_the_source_slot() {
 // B9.10: a batch call holds one slot whatever its size.
 #[tokio::test(start_paused = true)]
 async fn a_batch_call_of_50_keys_holds_one_slot() {
-    let gate = Gate::closed();
+    let gate = Gate::new();
     let calls: Arc<Mutex<Vec<usize>>> = Arc::default();
     // The batch call itself records the builder's global use while it runs.
     let observed: Arc<OnceLock<SnapshotBuilder>> = Arc::default();
@@ -521,9 +470,7 @@ async fn a_batch_call_of_50_keys_holds_one_slot() {
     observed
         .set(builder.clone())
         .expect("the builder is registered once");
-    let keys: Vec<ResourceKey> = (0..50)
-        .map(|i| key(&format!("market:price:K{i:02}")))
-        .collect();
+    let keys = numbered_keys("market:price:K", 50);
 
     let handle = spawn_build(&builder, keys.clone());
     settle().await;
@@ -558,7 +505,7 @@ async fn a_batch_call_of_50_keys_holds_one_slot() {
 // bounds the chunk calls in flight.
 #[tokio::test(start_paused = true)]
 async fn batch_chunks_take_one_slot_each_within_the_source_limit() {
-    let gate = Gate::closed();
+    let gate = Gate::new();
     let tracker = Tracker::new();
     let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
     let batch = {
@@ -589,9 +536,7 @@ async fn batch_chunks_take_one_slot_each_within_the_source_limit() {
         .max_concurrency(8)
         .build()
         .expect("valid builder");
-    let keys: Vec<ResourceKey> = (0..50)
-        .map(|i| key(&format!("market:price:K{i:02}")))
-        .collect();
+    let keys = numbered_keys("market:price:K", 50);
 
     let handle = spawn_build(&builder, keys);
     settle().await;
@@ -620,8 +565,8 @@ async fn batch_chunks_take_one_slot_each_within_the_source_limit() {
 // its dependencies take their own slots.
 #[tokio::test(start_paused = true)]
 async fn a_derived_source_holds_no_slot_while_its_dependencies_are_fetched() {
-    let raw_gate = Gate::closed();
-    let derive_gate = Gate::closed();
+    let raw_gate = Gate::new();
+    let derive_gate = Gate::new();
     let raw_calls = Tracker::new();
     let derive_calls = Tracker::new();
     let raw = {
@@ -698,7 +643,7 @@ async fn a_derived_source_holds_no_slot_while_its_dependencies_are_fetched() {
 // B9.10 / issue 4: a retry back-off sleep holds no slot.
 #[tokio::test(start_paused = true)]
 async fn retry_backoff_holds_no_capacity_slot() {
-    let first_gate = Gate::closed();
+    let first_gate = Gate::new();
     let tracker = Tracker::new();
     let flaky = {
         let gate = first_gate.clone();
@@ -744,7 +689,8 @@ async fn retry_backoff_holds_no_capacity_slot() {
     );
     assert_eq!(builder.capacity().sources["flaky"].in_use, 1);
 
-    first_gate.release(1);
+    // Only the first call waits at the gate.
+    first_gate.open();
     settle().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let capacity = builder.capacity();
@@ -772,7 +718,7 @@ async fn retry_backoff_holds_no_capacity_slot() {
 // exactly 4 fetches start, nothing is queued per key, results keep order.
 #[tokio::test(start_paused = true)]
 async fn dispatch_of_100_keys_uses_max_pending_tasks_workers_and_keeps_order() {
-    let gate = Gate::closed();
+    let gate = Gate::new();
     let tracker = Tracker::new();
     let source = {
         let gate = gate.clone();
@@ -794,9 +740,7 @@ async fn dispatch_of_100_keys_uses_max_pending_tasks_workers_and_keeps_order() {
         .max_concurrency(4)
         .build()
         .expect("valid builder");
-    let keys: Vec<ResourceKey> = (0..100)
-        .map(|i| key(&format!("bulk:item:k{i:03}")))
-        .collect();
+    let keys = numbered_keys("bulk:item:k", 100);
 
     let handle = spawn_build(&builder, keys.clone());
     settle().await;
@@ -823,16 +767,8 @@ async fn dispatch_of_100_keys_uses_max_pending_tasks_workers_and_keeps_order() {
 // B9.7: max_pending_tasks below max_concurrency reduces dispatch parallelism.
 #[tokio::test(start_paused = true)]
 async fn max_pending_tasks_can_reduce_dispatch_parallelism() {
-    let gate = Gate::closed();
-    let tracker = Tracker::new();
-    let builder = config(vec![gated_source("rest", &gate, &[&tracker]).into()])
-        .max_concurrency(8)
-        .max_pending_tasks(2)
-        .build()
-        .expect("valid builder");
-    let keys: Vec<ResourceKey> = (0..20)
-        .map(|i| key(&format!("bulk:item:k{i:02}")))
-        .collect();
+    let (builder, gate, tracker) = gated_rest(Limits::global(8).workers(2));
+    let keys = numbered_keys("bulk:item:k", 20);
 
     let handle = spawn_build(&builder, keys);
     settle().await;
@@ -850,14 +786,8 @@ async fn max_pending_tasks_can_reduce_dispatch_parallelism() {
 // B9.21: max_pending_tasks above max_concurrency lets extra workers wait.
 #[tokio::test(start_paused = true)]
 async fn max_pending_tasks_above_max_concurrency_lets_workers_wait() {
-    let gate = Gate::closed();
-    let tracker = Tracker::new();
-    let builder = config(vec![gated_source("rest", &gate, &[&tracker]).into()])
-        .max_concurrency(2)
-        .max_pending_tasks(4)
-        .build()
-        .expect("valid builder");
-    let keys: Vec<ResourceKey> = (0..8).map(|i| key(&format!("bulk:item:k{i}"))).collect();
+    let (builder, gate, tracker) = gated_rest(Limits::global(2).workers(4));
+    let keys = numbered_keys("bulk:item:k", 8);
 
     let handle = spawn_build(&builder, keys);
     settle().await;
@@ -875,22 +805,20 @@ async fn max_pending_tasks_above_max_concurrency_lets_workers_wait() {
     assert_idle(&builder).await;
 }
 
+/// A build of 8 keys over 4 dispatch workers against a gated "rest" source
+/// limited to one call, settled with the first call parked at the gate.
+async fn rest_limited_to_one_call() -> (SnapshotBuilder, Gate, Arc<Tracker>, JoinHandle<Snapshot>) {
+    let (builder, gate, tracker) = gated_rest(Limits::global(4).workers(4).rest(1));
+    let handle = spawn_build(&builder, numbered_keys("bulk:item:k", 8));
+    settle().await;
+    (builder, gate, tracker, handle)
+}
+
 // B9.16 (capacity part): a source limited to 1 with 4 workers shows 3
 // waiters on the source; after completion everything is back to zero.
 #[tokio::test(start_paused = true)]
 async fn waiters_behind_a_source_limit_are_reported_and_cleared() {
-    let gate = Gate::closed();
-    let tracker = Tracker::new();
-    let builder = config(vec![gated_source("rest", &gate, &[&tracker]).into()])
-        .max_concurrency(4)
-        .max_pending_tasks(4)
-        .source_concurrency("rest", 1)
-        .build()
-        .expect("valid builder");
-    let keys: Vec<ResourceKey> = (0..8).map(|i| key(&format!("bulk:item:k{i}"))).collect();
-
-    let handle = spawn_build(&builder, keys);
-    settle().await;
+    let (builder, gate, tracker, handle) = rest_limited_to_one_call().await;
     let capacity = builder.capacity();
     assert_eq!(tracker.active(), 1);
     assert_eq!(capacity.sources["rest"].in_use, 1, "{capacity:?}");
@@ -908,18 +836,7 @@ async fn waiters_behind_a_source_limit_are_reported_and_cleared() {
 // (4 with max_pending_tasks 4) and the capacity waiters; both return to 0.
 #[tokio::test(start_paused = true)]
 async fn health_reports_active_dispatch_workers_and_capacity_waiters() {
-    let gate = Gate::closed();
-    let tracker = Tracker::new();
-    let builder = config(vec![gated_source("rest", &gate, &[&tracker]).into()])
-        .max_concurrency(4)
-        .max_pending_tasks(4)
-        .source_concurrency("rest", 1)
-        .build()
-        .expect("valid builder");
-    let keys: Vec<ResourceKey> = (0..8).map(|i| key(&format!("bulk:item:k{i}"))).collect();
-
-    let handle = spawn_build(&builder, keys);
-    settle().await;
+    let (builder, gate, _tracker, handle) = rest_limited_to_one_call().await;
     let health = builder.health();
     assert!(
         health.waiting_for_capacity >= 3,
@@ -979,27 +896,52 @@ async fn source_timeout_starts_after_capacity_is_acquired() {
     assert_idle(&builder).await;
 }
 
-/// A builder whose "rest" source is limited to one call, holding it with a
-/// gated call for `hold:*` keys.
-fn held_source_builder(
-    gate: &Gate,
-    tracker: &Arc<Tracker>,
-    queue_timeout: Duration,
-    recorder: Option<Arc<Recorder>>,
-) -> SnapshotBuilder {
-    let source = gated_source("rest", gate, &[tracker])
-        .with_max_concurrency(nz(1))
-        .with_queue_timeout(queue_timeout);
-    let retry = RetryPolicy::new(3, Duration::ZERO, Duration::ZERO).expect("valid retry");
-    let circuit = CircuitBreakerPolicy::new(CircuitScope::Source, 1, Duration::from_secs(10))
-        .expect("valid circuit");
-    let mut config = config(vec![source.into()]).resilience(ResiliencePolicy::new(retry, circuit));
-    if let Some(recorder) = recorder {
-        config = config
-            .metrics(Arc::clone(&recorder) as Arc<dyn MetricsSink>)
-            .events(recorder as Arc<dyn EventSink>);
+/// A builder whose "rest" source is limited to one call (retried 3 times
+/// under a threshold-1 source circuit), with that call held at the gate by a
+/// build of `hold:price:HOLD`.
+struct HeldRest {
+    builder: SnapshotBuilder,
+    gate: Gate,
+    tracker: Arc<Tracker>,
+    holder: JoinHandle<Snapshot>,
+}
+
+impl HeldRest {
+    /// Builds the builder with `queue_timeout` on "rest" (and `recorder` as
+    /// its metrics and event sink) and parks the holding call.
+    async fn start(queue_timeout: Duration, recorder: Option<Arc<Recorder>>) -> Self {
+        let gate = Gate::new();
+        let tracker = Tracker::new();
+        let source = gated_source("rest", &gate, &[&tracker])
+            .with_max_concurrency(nz(1))
+            .with_queue_timeout(queue_timeout);
+        let retry = RetryPolicy::new(3, Duration::ZERO, Duration::ZERO).expect("valid retry");
+        let circuit = CircuitBreakerPolicy::new(CircuitScope::Source, 1, Duration::from_secs(10))
+            .expect("valid circuit");
+        let mut config =
+            config(vec![source.into()]).resilience(ResiliencePolicy::new(retry, circuit));
+        if let Some(recorder) = recorder {
+            config = config
+                .metrics(Arc::clone(&recorder) as Arc<dyn MetricsSink>)
+                .events(recorder as Arc<dyn EventSink>);
+        }
+        let builder = config.build().expect("valid builder");
+        let holder = spawn_build(&builder, vec![key("hold:price:HOLD")]);
+        settle().await;
+        Self {
+            builder,
+            gate,
+            tracker,
+            holder,
+        }
     }
-    config.build().expect("valid builder")
+
+    /// Opens the gate and waits for the holding build.
+    async fn release(self) -> SnapshotBuilder {
+        self.gate.open();
+        join(self.holder).await;
+        self.builder
+    }
 }
 
 fn circuit_state(builder: &SnapshotBuilder, identity: &str) -> CircuitStatus {
@@ -1014,12 +956,8 @@ fn circuit_state(builder: &SnapshotBuilder, identity: &str) -> CircuitStatus {
 // not charge the circuit, and is counted.
 #[tokio::test(start_paused = true)]
 async fn queue_timeout_is_not_retried_and_does_not_trip_the_circuit() {
-    let gate = Gate::closed();
-    let tracker = Tracker::new();
-    let builder = held_source_builder(&gate, &tracker, Duration::from_millis(10), None);
-
-    let holder = spawn_build(&builder, vec![key("hold:price:HOLD")]);
-    settle().await;
+    let held = HeldRest::start(Duration::from_millis(10), None).await;
+    let (builder, tracker) = (held.builder.clone(), Arc::clone(&held.tracker));
     assert_eq!(tracker.calls(), 1);
 
     let waiter_key = key("market:price:BTC");
@@ -1032,7 +970,7 @@ async fn queue_timeout_is_not_retried_and_does_not_trip_the_circuit() {
 
     assert_eq!(
         failures(&snapshot, &waiter_key),
-        vec![("rest".to_owned(), "SourceQueueTimeoutError".to_owned(), 1)],
+        one_failure("rest", "SourceQueueTimeoutError", 1),
         "one failure, one attempt: a queue timeout is not retried"
     );
     let messages = failure_messages(&snapshot, &waiter_key);
@@ -1057,8 +995,7 @@ async fn queue_timeout_is_not_retried_and_does_not_trip_the_circuit() {
         builder.circuits()
     );
 
-    gate.open();
-    join(holder).await;
+    let builder = held.release().await;
     assert_eq!(
         circuit_state(&builder, "rest[source]"),
         CircuitStatus::Closed
@@ -1069,27 +1006,22 @@ async fn queue_timeout_is_not_retried_and_does_not_trip_the_circuit() {
 // B9.14: capacity wait metrics and timeout counters by reason.
 #[tokio::test(start_paused = true)]
 async fn capacity_waits_and_timeouts_are_measured() {
-    let gate = Gate::closed();
-    let tracker = Tracker::new();
     let recorder = Arc::new(Recorder::default());
-    let builder = held_source_builder(
-        &gate,
-        &tracker,
-        Duration::from_millis(10),
-        Some(Arc::clone(&recorder)),
-    );
+    let held = HeldRest::start(Duration::from_millis(10), Some(Arc::clone(&recorder))).await;
 
-    let holder = spawn_build(&builder, vec![key("hold:price:HOLD")]);
-    settle().await;
     let queued = key("market:price:Q");
-    join(spawn_lenient(&builder, vec![queued], BuildOptions::new())).await;
-    // A deadline shorter than the queue timeout ends the next wait.
-    let late = key("market:price:D");
     join(spawn_lenient(
-        &builder,
-        vec![late],
-        BuildOptions::new().deadline(Duration::from_millis(5)),
+        &held.builder,
+        vec![queued],
+        BuildOptions::new(),
     ))
+    .await;
+    // A deadline shorter than the queue timeout ends the next wait.
+    build_within(
+        &held.builder,
+        vec![key("market:price:D")],
+        Duration::from_millis(5),
+    )
     .await;
     settle().await;
 
@@ -1108,8 +1040,7 @@ async fn capacity_waits_and_timeouts_are_measured() {
         1
     );
 
-    gate.open();
-    join(holder).await;
+    let builder = held.release().await;
     assert!(
         !recorder
             .observations_with("source_capacity_wait_ms", &[("source", "rest")])
@@ -1123,24 +1054,23 @@ async fn capacity_waits_and_timeouts_are_measured() {
 // deadline error, never calls the source and does not charge the circuit.
 #[tokio::test(start_paused = true)]
 async fn deadline_while_waiting_for_capacity_does_not_trip_the_circuit() {
-    let gate = Gate::closed();
-    let tracker = Tracker::new();
-    let builder = held_source_builder(&gate, &tracker, Duration::from_secs(1), None);
+    let held = HeldRest::start(Duration::from_secs(1), None).await;
+    let builder = held.builder.clone();
 
-    let holder = spawn_build(&builder, vec![key("hold:price:HOLD")]);
-    settle().await;
     let waiter_key = key("market:price:BTC");
-    let snapshot = join(spawn_lenient(
+    let snapshot = build_within(
         &builder,
         vec![waiter_key.clone()],
-        BuildOptions::new().deadline(Duration::from_millis(20)),
-    ))
+        Duration::from_millis(20),
+    )
     .await;
 
-    let found = failures(&snapshot, &waiter_key);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].1, "SnapshotDeadlineExceededError", "{found:?}");
-    assert_eq!(tracker.calls(), 1, "the waiter never called the source");
+    assert_single_deadline_failure(&snapshot, &waiter_key);
+    assert_eq!(
+        held.tracker.calls(),
+        1,
+        "the waiter never called the source"
+    );
     settle().await;
     assert_eq!(
         builder.timeout_counts(),
@@ -1155,9 +1085,15 @@ async fn deadline_while_waiting_for_capacity_does_not_trip_the_circuit() {
         builder.circuits()
     );
 
-    gate.open();
-    join(holder).await;
+    let builder = held.release().await;
     assert_idle(&builder).await;
+}
+
+/// Asserts that `key` failed once, with a snapshot deadline error.
+fn assert_single_deadline_failure(snapshot: &Snapshot, key: &ResourceKey) {
+    let found = failures(snapshot, key);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "SnapshotDeadlineExceededError", "{found:?}");
 }
 
 // B11.4 / B11.6 through capacity: a call budget is min(remaining deadline,
@@ -1168,22 +1104,14 @@ async fn source_timeout_reports_its_effective_budget() {
     let slow = sleeping_source("slow", Duration::from_millis(50), &tracker)
         .with_timeout(Duration::from_millis(10))
         .with_max_concurrency(nz(1));
-    let builder = config(vec![slow.into()])
-        .resilience(single_attempt())
-        .build()
-        .expect("valid builder");
+    let builder = single_attempt_builder(slow);
     let k = key("market:price:BTC");
 
-    let snapshot = join(spawn_lenient(
-        &builder,
-        vec![k.clone()],
-        BuildOptions::new().deadline(Duration::from_secs(1)),
-    ))
-    .await;
+    let snapshot = build_within(&builder, vec![k.clone()], Duration::from_secs(1)).await;
 
     assert_eq!(
         failures(&snapshot, &k),
-        vec![("slow".to_owned(), "SourceTimeoutError".to_owned(), 1)]
+        one_failure("slow", "SourceTimeoutError", 1)
     );
     assert_eq!(
         failure_messages(&snapshot, &k),
@@ -1193,28 +1121,24 @@ async fn source_timeout_reports_its_effective_budget() {
     assert_idle(&builder).await;
 }
 
-// B11.4: when the deadline is the tighter bound, the error is a deadline error.
-#[tokio::test(start_paused = true)]
-async fn deadline_bound_call_budget_reports_a_deadline_error() {
+/// A build of `market:price:BTC` under a 20 ms deadline against a source
+/// taking 200 ms within a 1 s timeout: the deadline is the tighter bound.
+async fn deadline_bound_build() -> (SnapshotBuilder, Arc<Tracker>, ResourceKey, Snapshot) {
     let tracker = Tracker::new();
     let slow = sleeping_source("slow", Duration::from_millis(200), &tracker)
         .with_timeout(Duration::from_secs(1));
-    let builder = config(vec![slow.into()])
-        .resilience(single_attempt())
-        .build()
-        .expect("valid builder");
+    let builder = single_attempt_builder(slow);
     let k = key("market:price:BTC");
+    let snapshot = build_within(&builder, vec![k.clone()], Duration::from_millis(20)).await;
+    (builder, tracker, k, snapshot)
+}
 
-    let snapshot = join(spawn_lenient(
-        &builder,
-        vec![k.clone()],
-        BuildOptions::new().deadline(Duration::from_millis(20)),
-    ))
-    .await;
+// B11.4: when the deadline is the tighter bound, the error is a deadline error.
+#[tokio::test(start_paused = true)]
+async fn deadline_bound_call_budget_reports_a_deadline_error() {
+    let (builder, tracker, k, snapshot) = deadline_bound_build().await;
 
-    let found = failures(&snapshot, &k);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].1, "SnapshotDeadlineExceededError", "{found:?}");
+    assert_single_deadline_failure(&snapshot, &k);
     assert_eq!(tracker.calls(), 1);
     assert_idle(&builder).await;
     assert_eq!(builder.timeout_counts().0, 0, "not a queue timeout");
@@ -1225,21 +1149,7 @@ async fn deadline_bound_call_budget_reports_a_deadline_error() {
 // B11.3 / B11.4: one build exceeding its deadline on one key is one deadline.
 #[tokio::test(start_paused = true)]
 async fn a_deadline_during_the_call_is_counted_once() {
-    let tracker = Tracker::new();
-    let slow = sleeping_source("slow", Duration::from_millis(200), &tracker)
-        .with_timeout(Duration::from_secs(1));
-    let builder = config(vec![slow.into()])
-        .resilience(single_attempt())
-        .build()
-        .expect("valid builder");
-    let k = key("market:price:BTC");
-
-    join(spawn_lenient(
-        &builder,
-        vec![k],
-        BuildOptions::new().deadline(Duration::from_millis(20)),
-    ))
-    .await;
+    let (builder, _tracker, _key, _snapshot) = deadline_bound_build().await;
 
     assert_idle(&builder).await;
     assert_eq!(builder.timeout_counts(), (0, 0, 1), "one deadline exceeded");
@@ -1376,9 +1286,7 @@ async fn cache_reads_and_writes_of_a_build_are_batched() {
         .max_pending_tasks(4)
         .build()
         .expect("valid builder");
-    let keys: Vec<ResourceKey> = (0..60)
-        .map(|i| key(&format!("bulk:item:k{i:02}")))
-        .collect();
+    let keys = numbered_keys("bulk:item:k", 60);
 
     let first = join(spawn_build(&builder, keys.clone())).await;
     let second = join(spawn_build(&builder, keys.clone())).await;
@@ -1408,9 +1316,7 @@ async fn cache_reads_and_writes_of_a_build_are_batched() {
 async fn dependency_cleanup_is_bounded_and_keys_are_refetched() {
     let clock = ManualClock::new(1_000.0);
     let cache = Arc::new(CountingCache::default());
-    let keys: Vec<ResourceKey> = (0..48)
-        .map(|i| key(&format!("demo:derived:S{i:02}")))
-        .collect();
+    let keys = numbered_keys("demo:derived:S", 48);
     let seeded: Vec<CacheWrite> = keys
         .iter()
         .map(|k| {

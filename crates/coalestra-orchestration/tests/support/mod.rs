@@ -1,0 +1,193 @@
+//! Fixtures shared by the orchestration integration tests: builder
+//! configurations on a manual clock, paused-clock synchronisation, builds
+//! guarded against hangs, call logs and snapshot inspection.
+//!
+//! Every test binary compiles this module on its own and uses only part of
+//! it, hence the one `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coalestra_core::{
+    BuildOptions, CircuitBreakerPolicy, FreshnessPolicy, ManualClock, ResiliencePolicy,
+    ResourceKey, RetryPolicy, Snapshot, SourceRef,
+};
+use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use tokio::task::JoinHandle;
+
+// ------------------------------------------------------------ policies
+
+/// Upper bound for anything that could deadlock; far beyond any legitimate
+/// build on the paused clock.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// One attempt per source call: no retries, no circuit breaker.
+pub fn single_attempt() -> ResiliencePolicy {
+    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
+}
+
+/// Fresh for ten minutes, usable stale for twenty.
+pub fn long_ttl() -> FreshnessPolicy {
+    FreshnessPolicy::new(Duration::from_secs(600), Duration::from_secs(1200)).expect("valid policy")
+}
+
+// ------------------------------------------------------ configurations
+
+/// A builder configuration over `sources` on a manual wall clock at 1000 s,
+/// with the default resilience.
+pub fn wall_clock_config(sources: Vec<SourceRef>) -> BuilderConfig {
+    SnapshotBuilder::builder(sources).clock(Arc::new(ManualClock::new(1_000.0)))
+}
+
+/// A builder configuration over `sources` on `clock` with one attempt per
+/// source call (no retries, no circuit breaker).
+pub fn single_attempt_config(sources: Vec<SourceRef>, clock: &ManualClock) -> BuilderConfig {
+    SnapshotBuilder::builder(sources)
+        .clock(Arc::new(clock.clone()))
+        .resilience(single_attempt())
+}
+
+// ------------------------------------------------- paused-clock helpers
+
+/// Lets every runnable task run until it blocks, without moving the paused
+/// clock (tokio defers a yielded task until the other ready tasks ran).
+pub async fn settle() {
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits (on the paused clock) until no detached work of the builder runs.
+pub async fn drain(builder: &SnapshotBuilder) {
+    for _ in 0..100_000 {
+        if builder.active_tasks() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!(
+        "detached work never finished: {} tasks",
+        builder.active_tasks()
+    );
+}
+
+// ------------------------------------------------------------- builds
+
+/// Builds `keys` non-strictly with `options`, failing the test on a hang.
+pub async fn build_lenient(
+    builder: &SnapshotBuilder,
+    keys: &[ResourceKey],
+    options: BuildOptions,
+) -> Snapshot {
+    tokio::time::timeout(
+        HANG_GUARD,
+        builder.build_with(keys.to_vec(), options.strict(false)),
+    )
+    .await
+    .expect("build must not hang")
+    .expect("non-strict build returns a snapshot")
+}
+
+/// Spawns a strict build of `keys` that must succeed without hanging.
+pub fn spawn_strict(builder: &SnapshotBuilder, keys: Vec<ResourceKey>) -> JoinHandle<Snapshot> {
+    let builder = builder.clone();
+    tokio::spawn(async move {
+        tokio::time::timeout(HANG_GUARD, builder.build(keys))
+            .await
+            .expect("build must not hang")
+            .expect("strict build succeeds")
+    })
+}
+
+/// Spawns a non-strict build of `keys` with `options`.
+pub fn spawn_lenient(
+    builder: &SnapshotBuilder,
+    keys: Vec<ResourceKey>,
+    options: BuildOptions,
+) -> JoinHandle<Snapshot> {
+    let builder = builder.clone();
+    tokio::spawn(async move { build_lenient(&builder, &keys, options).await })
+}
+
+/// Awaits a spawned build, failing the test on a hang or a panic.
+pub async fn join(handle: JoinHandle<Snapshot>) -> Snapshot {
+    tokio::time::timeout(HANG_GUARD, handle)
+        .await
+        .expect("build task must finish")
+        .expect("build task must not panic")
+}
+
+// ------------------------------------------------ snapshot inspection
+
+/// The text value of `key`, failing the test when there is none.
+pub fn text(snapshot: &Snapshot, key: &ResourceKey) -> String {
+    snapshot
+        .value::<String>(key)
+        .unwrap_or_else(|e| panic!("{key} should have a text value: {e}"))
+        .clone()
+}
+
+/// (source, error type, attempts) of every failure of `key`.
+pub fn failures(snapshot: &Snapshot, key: &ResourceKey) -> Vec<(String, String, u32)> {
+    let error = snapshot
+        .error(key)
+        .unwrap_or_else(|| panic!("{key} should have failed, got {:?}", snapshot.get(key)));
+    error
+        .failures()
+        .iter()
+        .map(|f| {
+            (
+                f.source.to_string(),
+                f.error.error_type().to_owned(),
+                f.attempts,
+            )
+        })
+        .collect()
+}
+
+/// The expected [`failures`] of a key that failed once, at one source.
+pub fn one_failure(source: &str, error_type: &str, attempts: u32) -> Vec<(String, String, u32)> {
+    vec![(source.to_owned(), error_type.to_owned(), attempts)]
+}
+
+/// The rendered error of every failure of `key` (none when it resolved).
+pub fn failure_messages(snapshot: &Snapshot, key: &ResourceKey) -> Vec<String> {
+    snapshot
+        .error(key)
+        .map(|e| e.failures().iter().map(|f| f.error.to_string()).collect())
+        .unwrap_or_default()
+}
+
+// ----------------------------------------------------------- call logs
+
+/// Entries recorded by test sources, in call order.
+pub type Log = Arc<Mutex<Vec<String>>>;
+
+/// An empty [`Log`].
+pub fn new_log() -> Log {
+    Arc::default()
+}
+
+/// Appends `entry` to `log`.
+pub fn push(log: &Log, entry: String) {
+    log.lock().expect("log lock poisoned").push(entry);
+}
+
+/// Everything recorded in `log` so far.
+pub fn entries(log: &Log) -> Vec<String> {
+    log.lock().expect("log lock poisoned").clone()
+}
+
+/// How often `entry` was recorded in `log`.
+pub fn count(log: &Log, entry: &str) -> usize {
+    entries(log).iter().filter(|e| *e == entry).count()
+}
+
+/// The key lists of every batch call, in call order.
+pub type Batches = Arc<Mutex<Vec<Vec<ResourceKey>>>>;
+
+/// Every batch call recorded in `batches` so far.
+pub fn batch_calls(batches: &Batches) -> Vec<Vec<ResourceKey>> {
+    batches.lock().expect("batch log poisoned").clone()
+}
