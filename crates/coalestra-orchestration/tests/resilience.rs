@@ -17,18 +17,16 @@ use coalestra_core::{
     ResiliencePolicy, ResourceKey, RetryPolicy, Snapshot, SourceError, SourceOptions, SourceOutput,
     SourceRef,
 };
-use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_orchestration::SnapshotBuilder;
 use coalestra_resilience::{CircuitState, CircuitStatus};
-use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use coalestra_test::{key, Gate};
 
-/// Upper bound for anything that could deadlock; far beyond any legitimate
-/// build on the paused clock.
-const HANG_GUARD: Duration = Duration::from_secs(600);
-
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
+mod support;
+use support::{
+    batch_calls, build_lenient as build_with, drain, failure_messages, failures, join,
+    one_failure as one, settle, single_attempt, spawn_lenient, text, wall_clock_config as config,
+    Batches, HANG_GUARD,
+};
 
 fn btc_price() -> ResourceKey {
     key("market:price:BTC")
@@ -55,51 +53,23 @@ fn policy(retry: RetryPolicy, circuit: CircuitBreakerPolicy) -> ResiliencePolicy
     ResiliencePolicy::new(retry, circuit)
 }
 
-/// A builder configuration on a manual wall clock.
-fn config(sources: Vec<SourceRef>) -> BuilderConfig {
-    SnapshotBuilder::builder(sources).clock(Arc::new(ManualClock::new(1_000.0)))
+/// `attempts` attempts per call chain and no circuit breaker.
+fn retries_only(attempts: u32) -> ResiliencePolicy {
+    policy(retry(attempts), CircuitBreakerPolicy::disabled())
 }
 
-/// Lets every runnable task run until it blocks, without moving the paused
-/// clock.
-async fn settle() {
-    for _ in 0..64 {
-        tokio::task::yield_now().await;
-    }
+/// A single attempt per call under a circuit of `scope` opening after
+/// `threshold` failures and recovering after `recovery`.
+fn breaker_only(scope: CircuitScope, threshold: u32, recovery: Duration) -> ResiliencePolicy {
+    policy(RetryPolicy::none(), circuit(scope, threshold, recovery))
 }
 
-/// Waits (on the paused clock) until no detached work of the builder runs.
-async fn drain(builder: &SnapshotBuilder) {
-    for _ in 0..100_000 {
-        if builder.active_tasks() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!(
-        "detached work never finished: {} tasks",
-        builder.active_tasks()
-    );
-}
-
-/// A gate calls wait at until the test lets them through.
-#[derive(Clone)]
-struct Gate(Arc<Semaphore>);
-
-impl Gate {
-    fn closed() -> Self {
-        Self(Arc::new(Semaphore::new(0)))
-    }
-    async fn pass(&self) {
-        self.0
-            .acquire()
-            .await
-            .expect("the gate semaphore is never closed")
-            .forget();
-    }
-    fn open(&self) {
-        self.0.add_permits(1 << 20);
-    }
+/// A builder over `sources` on the manual clock with `resilience`.
+fn resilient_builder(sources: Vec<SourceRef>, resilience: ResiliencePolicy) -> SnapshotBuilder {
+    config(sources)
+        .resilience(resilience)
+        .build()
+        .expect("valid builder")
 }
 
 /// Every call a source received, in order.
@@ -159,70 +129,14 @@ fn failing(name: &str, log: &CallLog) -> FnSource {
     })
 }
 
+/// Builds `keys` non-strictly, failing the test on a hang.
 async fn build_lenient(builder: &SnapshotBuilder, keys: &[ResourceKey]) -> Snapshot {
     build_with(builder, keys, BuildOptions::new()).await
 }
 
-async fn build_with(
-    builder: &SnapshotBuilder,
-    keys: &[ResourceKey],
-    options: BuildOptions,
-) -> Snapshot {
-    tokio::time::timeout(
-        HANG_GUARD,
-        builder.build_with(keys.to_vec(), options.strict(false)),
-    )
-    .await
-    .expect("build must not hang")
-    .expect("non-strict build returns a snapshot")
-}
-
-fn spawn_lenient(builder: &SnapshotBuilder, keys: Vec<ResourceKey>) -> JoinHandle<Snapshot> {
-    let builder = builder.clone();
-    tokio::spawn(async move { build_lenient(&builder, &keys).await })
-}
-
-async fn join(handle: JoinHandle<Snapshot>) -> Snapshot {
-    tokio::time::timeout(HANG_GUARD, handle)
-        .await
-        .expect("build task must finish")
-        .expect("build task must not panic")
-}
-
-fn text(snapshot: &Snapshot, key: &ResourceKey) -> String {
-    match snapshot.value::<String>(key) {
-        Ok(v) => v.clone(),
-        Err(e) => panic!("{key} should have a text value: {e}"),
-    }
-}
-
-/// (source, error type, attempts) of every failure of `key`.
-fn failures(snapshot: &Snapshot, key: &ResourceKey) -> Vec<(String, String, u32)> {
-    let error = snapshot
-        .error(key)
-        .unwrap_or_else(|| panic!("{key} should have failed, got {:?}", snapshot.get(key)));
-    error
-        .failures()
-        .iter()
-        .map(|f| {
-            (
-                f.source.to_string(),
-                f.error.error_type().to_owned(),
-                f.attempts,
-            )
-        })
-        .collect()
-}
-
-fn failure_messages(snapshot: &Snapshot, key: &ResourceKey) -> Vec<String> {
-    snapshot
-        .error(key)
-        .map(|e| e.failures().iter().map(|f| f.error.to_string()).collect())
-        .unwrap_or_default()
-}
-
-fn one(source: &str, error_type: &str, attempts: u32) -> Vec<(String, String, u32)> {
-    vec![(source.to_owned(), error_type.to_owned(), attempts)]
+/// Builds `key` alone non-strictly.
+async fn build_one(builder: &SnapshotBuilder, key: &ResourceKey) -> Snapshot {
+    build_lenient(builder, std::slice::from_ref(key)).await
 }
 
 fn state(builder: &SnapshotBuilder, identity: &str) -> CircuitState {
@@ -231,6 +145,18 @@ fn state(builder: &SnapshotBuilder, identity: &str) -> CircuitState {
         .get(identity)
         .cloned()
         .unwrap_or_default()
+}
+
+/// Asserts that every circuit the builder knows is closed.
+fn assert_all_circuits_closed(builder: &SnapshotBuilder) {
+    assert!(
+        builder
+            .circuits()
+            .values()
+            .all(|s| s.state == CircuitStatus::Closed),
+        "{:?}",
+        builder.circuits()
+    );
 }
 
 fn status(builder: &SnapshotBuilder, identity: &str) -> CircuitStatus {
@@ -279,10 +205,7 @@ async fn retry_policy_succeeds_on_the_third_attempt() {
             Ok("third time".to_owned())
         }
     });
-    let builder = config(vec![flaky.into()])
-        .resilience(policy(retry(3), CircuitBreakerPolicy::disabled()))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(vec![flaky.into()], retries_only(3));
 
     let snapshot = tokio::time::timeout(HANG_GUARD, builder.build([btc_price()]))
         .await
@@ -321,12 +244,9 @@ async fn retry_policy_can_be_configured_per_source() {
         Ok(format!("fallback:{}", k.subject()))
     });
     let builder = config(vec![short.into(), long.into(), fallback.into()])
-        .resilience(policy(retry(2), CircuitBreakerPolicy::disabled()))
-        .source_resilience(
-            "short",
-            policy(RetryPolicy::none(), CircuitBreakerPolicy::disabled()),
-        )
-        .source_resilience("long", policy(retry(3), CircuitBreakerPolicy::disabled()))
+        .resilience(retries_only(2))
+        .source_resilience("short", single_attempt())
+        .source_resilience("long", retries_only(3))
         .build()
         .expect("valid builder");
     let short_key = key("svc:value:short");
@@ -376,10 +296,7 @@ async fn only_transient_errors_are_retried() {
     for (name, make, error_type, attempts) in cases {
         let log = CallLog::default();
         let source = scripted(name, &log, move |_, _| Err(make()));
-        let builder = config(vec![source.into()])
-            .resilience(policy(retry(3), CircuitBreakerPolicy::disabled()))
-            .build()
-            .expect("valid builder");
+        let builder = resilient_builder(vec![source.into()], retries_only(3));
 
         let snapshot = build_lenient(&builder, &[btc_price()]).await;
 
@@ -404,10 +321,10 @@ async fn retry_does_not_sleep_past_the_deadline() {
         .jitter(0.0)
         .build()
         .expect("valid retry policy");
-    let builder = config(vec![failing("rest", &log).into()])
-        .resilience(policy(long_backoff, CircuitBreakerPolicy::disabled()))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(
+        vec![failing("rest", &log).into()],
+        policy(long_backoff, CircuitBreakerPolicy::disabled()),
+    );
 
     let started = tokio::time::Instant::now();
     let snapshot = build_with(
@@ -495,13 +412,10 @@ async fn a_real_source_timeout_trips_the_circuit() {
         Duration::from_millis(50),
         Duration::from_millis(10),
     );
-    let builder = config(vec![slow.into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Source, 1, Duration::from_secs(10)),
-        ))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(
+        vec![slow.into()],
+        breaker_only(CircuitScope::Source, 1, Duration::from_secs(10)),
+    );
 
     let snapshot = build_lenient(&builder, &[btc_price()]).await;
 
@@ -533,10 +447,7 @@ async fn retried_source_timeouts_are_counted_once_per_chain() {
         Duration::from_millis(50),
         Duration::from_millis(10),
     );
-    let builder = config(vec![slow.into()])
-        .resilience(policy(retry(3), CircuitBreakerPolicy::disabled()))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(vec![slow.into()], retries_only(3));
 
     let snapshot = build_lenient(&builder, &[btc_price()]).await;
 
@@ -605,65 +516,78 @@ fn scoped_builder(scope: CircuitScope, primary_log: &CallLog) -> SnapshotBuilder
     })
     .with_priority(10);
     let fallback = constant("fallback", &CallLog::default(), "fallback");
-    config(vec![primary.into(), fallback.into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(scope, 1, Duration::from_secs(30)),
-        ))
-        .build()
-        .expect("valid builder")
+    resilient_builder(
+        vec![primary.into(), fallback.into()],
+        breaker_only(scope, 1, Duration::from_secs(30)),
+    )
 }
 
 async fn resolve_text(builder: &SnapshotBuilder, key: &ResourceKey) -> String {
-    let snapshot = build_lenient(builder, std::slice::from_ref(key)).await;
+    let snapshot = build_one(builder, key).await;
     text(&snapshot, key)
+}
+
+/// Resolves each `(key, expected text)` in order through a
+/// [`scoped_builder`] of `scope`, then checks the keys the primary was
+/// called for and the state of the `open` and `closed` circuit identities.
+async fn check_scope(
+    scope: CircuitScope,
+    resolutions: &[(ResourceKey, &str)],
+    primary_calls: Vec<ResourceKey>,
+    open: &str,
+    closed: Option<&str>,
+) -> CallLog {
+    let log = CallLog::default();
+    let builder = scoped_builder(scope, &log);
+    for (key, expected) in resolutions {
+        assert_eq!(resolve_text(&builder, key).await, *expected, "{key}");
+    }
+    assert_eq!(log.keys(), primary_calls, "keys the primary was called for");
+    assert_eq!(status(&builder, open), CircuitStatus::Open, "{open}");
+    if let Some(closed) = closed {
+        assert_eq!(status(&builder, closed), CircuitStatus::Closed, "{closed}");
+    }
+    log
 }
 
 // B10.17, B10.21: SUBJECT scope isolates one subject across resource names.
 #[tokio::test(start_paused = true)]
 async fn subject_scope_isolates_one_subject_across_resource_names() {
-    let log = CallLog::default();
-    let builder = scoped_builder(CircuitScope::Subject, &log);
-
-    assert_eq!(resolve_text(&builder, &btc_price()).await, "fallback");
-    assert_eq!(resolve_text(&builder, &btc_mark()).await, "fallback");
-    assert_eq!(resolve_text(&builder, &eth_price()).await, "primary");
-
+    let log = check_scope(
+        CircuitScope::Subject,
+        &[
+            (btc_price(), "fallback"),
+            (btc_mark(), "fallback"),
+            (eth_price(), "primary"),
+        ],
+        vec![btc_price(), eth_price()],
+        "primary[subject]:BTC",
+        Some("primary[subject]:ETH"),
+    )
+    .await;
     assert_eq!(
         log.count_for(&btc_mark()),
         0,
         "BTC mark never reaches the primary"
-    );
-    assert_eq!(log.keys(), vec![btc_price(), eth_price()]);
-    assert_eq!(
-        status(&builder, "primary[subject]:BTC"),
-        CircuitStatus::Open
-    );
-    assert_eq!(
-        status(&builder, "primary[subject]:ETH"),
-        CircuitStatus::Closed
     );
 }
 
 // B10.18, B10.21: SOURCE scope blocks everything after one failure.
 #[tokio::test(start_paused = true)]
 async fn source_scope_blocks_all_resources_after_one_failure() {
-    let log = CallLog::default();
-    let builder = scoped_builder(CircuitScope::Source, &log);
-
-    assert_eq!(resolve_text(&builder, &btc_price()).await, "fallback");
-    assert_eq!(resolve_text(&builder, &eth_price()).await, "fallback");
-    assert_eq!(
-        resolve_text(&builder, &key("account:summary:ALICE")).await,
-        "fallback"
-    );
-
-    assert_eq!(
-        log.keys(),
+    check_scope(
+        CircuitScope::Source,
+        &[
+            (btc_price(), "fallback"),
+            (eth_price(), "fallback"),
+            (key("account:summary:ALICE"), "fallback"),
+        ],
+        // The primary is not called again.
         vec![btc_price()],
-        "the primary is not called again"
-    );
-    assert_eq!(status(&builder, "primary[source]"), CircuitStatus::Open);
+        "primary[source]",
+        None,
+    )
+    .await;
 }
 
 // B10.19, B10.21: RESOURCE scope keeps other resources of the subject.
@@ -701,23 +625,19 @@ async fn resource_scope_keeps_other_resources_for_the_same_subject() {
 // B10.20, B10.21: NAMESPACE scope blocks only the failed namespace.
 #[tokio::test(start_paused = true)]
 async fn namespace_scope_blocks_only_the_failed_namespace() {
-    let log = CallLog::default();
-    let builder = scoped_builder(CircuitScope::Namespace, &log);
     let summary = key("account:summary:ALICE");
-
-    assert_eq!(resolve_text(&builder, &btc_price()).await, "fallback");
-    assert_eq!(resolve_text(&builder, &eth_mark()).await, "fallback");
-    assert_eq!(resolve_text(&builder, &summary).await, "primary");
-
-    assert_eq!(log.keys(), vec![btc_price(), summary]);
-    assert_eq!(
-        status(&builder, "primary[namespace]:market"),
-        CircuitStatus::Open
-    );
-    assert_eq!(
-        status(&builder, "primary[namespace]:account"),
-        CircuitStatus::Closed
-    );
+    check_scope(
+        CircuitScope::Namespace,
+        &[
+            (btc_price(), "fallback"),
+            (eth_mark(), "fallback"),
+            (summary.clone(), "primary"),
+        ],
+        vec![btc_price(), summary],
+        "primary[namespace]:market",
+        Some("primary[namespace]:account"),
+    )
+    .await;
 }
 
 // B10.16: an open circuit skips the source with a CircuitOpenError of zero
@@ -732,9 +652,10 @@ async fn an_open_circuit_fails_fast_and_the_next_source_is_tried() {
     let fallback =
         constant("fallback", &fallback_log, "fallback").with_supports(|k| k.subject() == "C");
     let builder = config(vec![rest.into(), fallback.into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Source, 1, Duration::from_secs(10)),
+        .resilience(breaker_only(
+            CircuitScope::Source,
+            1,
+            Duration::from_secs(10),
         ))
         .metrics(Arc::clone(&recorder) as Arc<dyn MetricsSink>)
         .events(Arc::clone(&recorder) as Arc<dyn EventSink>)
@@ -744,13 +665,13 @@ async fn an_open_circuit_fails_fast_and_the_next_source_is_tried() {
     let b = key("market:price:B");
     let c = key("market:price:C");
 
-    let first = build_lenient(&builder, std::slice::from_ref(&a)).await;
+    let first = build_one(&builder, &a).await;
     assert_eq!(
         failures(&first, &a),
         one("rest", "SourceUnavailableError", 1)
     );
 
-    let second = build_lenient(&builder, std::slice::from_ref(&b)).await;
+    let second = build_one(&builder, &b).await;
     assert_eq!(failures(&second, &b), one("rest", "CircuitOpenError", 0));
     assert_eq!(
         failure_messages(&second, &b),
@@ -776,9 +697,32 @@ async fn an_open_circuit_fails_fast_and_the_next_source_is_tried() {
         Some("circuit is open for rest[source]")
     );
 
-    let third = build_lenient(&builder, std::slice::from_ref(&c)).await;
+    let third = build_one(&builder, &c).await;
     assert_eq!(text(&third, &c), "fallback", "the next source is tried");
     assert_eq!(log.count(), 1);
+}
+
+/// A builder over a "rest" source whose very first call fails and whose
+/// later calls wait at `gate` before answering "recovered", under a
+/// threshold-1 source circuit recovering after 5 s.
+fn recovering_rest(log: &CallLog, gate: &Gate) -> SnapshotBuilder {
+    let log = log.clone();
+    let gate = gate.clone();
+    let rest = FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
+        let log = log.clone();
+        let gate = gate.clone();
+        async move {
+            if log.record(&key) == 0 && log.count() == 1 {
+                return Err(SourceError::unavailable("down"));
+            }
+            gate.pass().await;
+            Ok(SourceOutput::new("recovered".to_owned()))
+        }
+    });
+    resilient_builder(
+        vec![rest.into()],
+        breaker_only(CircuitScope::Source, 1, Duration::from_secs(5)),
+    )
 }
 
 // B10.9, B10.11: after the recovery timeout a single half-open probe goes
@@ -786,34 +730,13 @@ async fn an_open_circuit_fails_fast_and_the_next_source_is_tried() {
 #[tokio::test(start_paused = true)]
 async fn circuit_recovers_through_a_single_half_open_probe() {
     let log = CallLog::default();
-    let probe_gate = Gate::closed();
-    let rest = {
-        let log = log.clone();
-        let gate = probe_gate.clone();
-        FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
-            let log = log.clone();
-            let gate = gate.clone();
-            async move {
-                if log.record(&key) == 0 && log.count() == 1 {
-                    return Err(SourceError::unavailable("down"));
-                }
-                gate.pass().await;
-                Ok(SourceOutput::new("recovered".to_owned()))
-            }
-        })
-    };
-    let builder = config(vec![rest.into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Source, 1, Duration::from_secs(5)),
-        ))
-        .build()
-        .expect("valid builder");
+    let probe_gate = Gate::new();
+    let builder = recovering_rest(&log, &probe_gate);
     let a = key("market:price:A");
     let b = key("market:price:B");
     let c = key("market:price:C");
 
-    let first = build_lenient(&builder, std::slice::from_ref(&a)).await;
+    let first = build_one(&builder, &a).await;
     assert_eq!(
         failures(&first, &a),
         one("rest", "SourceUnavailableError", 1)
@@ -821,19 +744,19 @@ async fn circuit_recovers_through_a_single_half_open_probe() {
     assert_eq!(status(&builder, "rest[source]"), CircuitStatus::Open);
 
     tokio::time::advance(Duration::from_secs(4)).await;
-    let early = build_lenient(&builder, std::slice::from_ref(&b)).await;
+    let early = build_one(&builder, &b).await;
     assert_eq!(failures(&early, &b), one("rest", "CircuitOpenError", 0));
     assert_eq!(log.count(), 1, "no call before the recovery timeout");
 
     tokio::time::advance(Duration::from_secs(1)).await;
-    let probe = spawn_lenient(&builder, vec![b.clone()]);
+    let probe = spawn_lenient(&builder, vec![b.clone()], BuildOptions::new());
     settle().await;
     let probing = state(&builder, "rest[source]");
     assert_eq!(probing.state, CircuitStatus::HalfOpen, "{probing:?}");
     assert!(probing.half_open_probe_active);
     assert_eq!(log.count(), 2, "the probe called the source");
 
-    let refused = build_lenient(&builder, std::slice::from_ref(&c)).await;
+    let refused = build_one(&builder, &c).await;
     assert_eq!(failures(&refused, &c), one("rest", "CircuitOpenError", 0));
     assert_eq!(
         failure_messages(&refused, &c),
@@ -847,7 +770,7 @@ async fn circuit_recovers_through_a_single_half_open_probe() {
     let closed = state(&builder, "rest[source]");
     assert_eq!(closed.state, CircuitStatus::Closed, "{closed:?}");
     assert_eq!(closed.failures, 0);
-    let after = build_lenient(&builder, std::slice::from_ref(&c)).await;
+    let after = build_one(&builder, &c).await;
     assert_eq!(text(&after, &c), "recovered");
 }
 
@@ -855,13 +778,10 @@ async fn circuit_recovers_through_a_single_half_open_probe() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_probe_reopens_the_circuit_immediately() {
     let log = CallLog::default();
-    let builder = config(vec![failing("rest", &log).into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Source, 3, Duration::from_secs(5)),
-        ))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(
+        vec![failing("rest", &log).into()],
+        breaker_only(CircuitScope::Source, 3, Duration::from_secs(5)),
+    );
     for i in 0..3 {
         build_lenient(&builder, &[key(&format!("market:price:K{i}"))]).await;
     }
@@ -870,7 +790,7 @@ async fn a_failed_probe_reopens_the_circuit_immediately() {
 
     tokio::time::advance(Duration::from_secs(5)).await;
     let probe_key = key("market:price:PROBE");
-    let probe = build_lenient(&builder, std::slice::from_ref(&probe_key)).await;
+    let probe = build_one(&builder, &probe_key).await;
     assert_eq!(
         failures(&probe, &probe_key),
         one("rest", "SourceUnavailableError", 1)
@@ -883,7 +803,7 @@ async fn a_failed_probe_reopens_the_circuit_immediately() {
     );
 
     let next = key("market:price:NEXT");
-    let refused = build_lenient(&builder, std::slice::from_ref(&next)).await;
+    let refused = build_one(&builder, &next).await;
     assert_eq!(
         failures(&refused, &next),
         one("rest", "CircuitOpenError", 0)
@@ -896,7 +816,7 @@ async fn a_failed_probe_reopens_the_circuit_immediately() {
 #[tokio::test(start_paused = true)]
 async fn a_probe_ending_in_a_queue_timeout_leaves_the_circuit_half_open() {
     let log = CallLog::default();
-    let hold_gate = Gate::closed();
+    let hold_gate = Gate::new();
     let rest = {
         let log = log.clone();
         let gate = hold_gate.clone();
@@ -919,23 +839,20 @@ async fn a_probe_ending_in_a_queue_timeout_leaves_the_circuit_half_open() {
         .with_max_concurrency(std::num::NonZeroUsize::MIN)
         .with_queue_timeout(Duration::from_millis(10))
     };
-    let builder = config(vec![rest.into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Subject, 1, Duration::from_secs(5)),
-        ))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(
+        vec![rest.into()],
+        breaker_only(CircuitScope::Subject, 1, Duration::from_secs(5)),
+    );
 
     build_lenient(&builder, &[btc_price()]).await;
     assert_eq!(status(&builder, "rest[subject]:BTC"), CircuitStatus::Open);
     tokio::time::advance(Duration::from_secs(5)).await;
 
     // ETH (its own closed circuit) holds the only slot of the source.
-    let holder = spawn_lenient(&builder, vec![eth_price()]);
+    let holder = spawn_lenient(&builder, vec![eth_price()], BuildOptions::new());
     settle().await;
     let btc_again = key("market:price2:BTC");
-    let skipped = build_lenient(&builder, std::slice::from_ref(&btc_again)).await;
+    let skipped = build_one(&builder, &btc_again).await;
     assert_eq!(
         failures(&skipped, &btc_again),
         one("rest", "SourceQueueTimeoutError", 1)
@@ -969,13 +886,10 @@ async fn a_success_resets_the_consecutive_failure_count() {
             }
         })
     };
-    let builder = config(vec![rest.into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Source, 3, Duration::from_secs(10)),
-        ))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(
+        vec![rest.into()],
+        breaker_only(CircuitScope::Source, 3, Duration::from_secs(10)),
+    );
 
     for i in 0..5 {
         build_lenient(&builder, &[key(&format!("market:price:K{i}"))]).await;
@@ -1000,31 +914,18 @@ async fn a_success_resets_the_consecutive_failure_count() {
 #[tokio::test(start_paused = true)]
 async fn a_disabled_circuit_never_opens() {
     let log = CallLog::default();
-    let builder = config(vec![failing("rest", &log).into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            CircuitBreakerPolicy::disabled(),
-        ))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(vec![failing("rest", &log).into()], single_attempt());
 
     for i in 0..6 {
         let k = key(&format!("market:price:K{i}"));
-        let snapshot = build_lenient(&builder, std::slice::from_ref(&k)).await;
+        let snapshot = build_one(&builder, &k).await;
         assert_eq!(
             failures(&snapshot, &k),
             one("rest", "SourceUnavailableError", 1)
         );
     }
     assert_eq!(log.count(), 6, "every build calls the source");
-    assert!(
-        builder
-            .circuits()
-            .values()
-            .all(|s| s.state == CircuitStatus::Closed),
-        "{:?}",
-        builder.circuits()
-    );
+    assert_all_circuits_closed(&builder);
 }
 
 // B10.24: a stale payload is a circuit failure that opens only its subject.
@@ -1059,9 +960,10 @@ async fn stale_data_opens_only_its_subject_circuit() {
             FreshnessPolicy::new(Duration::from_secs(1), Duration::from_secs(30))
                 .expect("valid policy"),
         )
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Subject, 1, Duration::from_secs(30)),
+        .resilience(breaker_only(
+            CircuitScope::Subject,
+            1,
+            Duration::from_secs(30),
         ))
         .build()
         .expect("valid builder");
@@ -1083,43 +985,58 @@ async fn stale_data_opens_only_its_subject_circuit() {
     );
 }
 
+/// A batch source recording its calls in `batches` and answering "batch"
+/// for every key except those `omit(call number from 1, key)` selects.
+fn omitting_batch<F>(batches: &Batches, omit: F) -> FnBatchSource
+where
+    F: Fn(usize, &ResourceKey) -> bool + Send + Sync + 'static,
+{
+    let batches = Arc::clone(batches);
+    let omit = Arc::new(omit);
+    FnBatchSource::new(
+        "batch",
+        move |keys: Vec<ResourceKey>, _ctx: FetchContext| {
+            let call = {
+                let mut log = batches.lock().expect("batch log lock");
+                log.push(keys.clone());
+                log.len()
+            };
+            let omit = Arc::clone(&omit);
+            async move {
+                Ok(keys
+                    .into_iter()
+                    .filter(|k| !omit(call, k))
+                    .map(|k| (k, SourceOutput::new("batch".to_owned())))
+                    .collect())
+            }
+        },
+    )
+}
+
+/// A builder over `sources` without caching, with threshold-1 subject
+/// circuits recovering after 30 s.
+fn uncached_subject_circuits(sources: Vec<SourceRef>) -> SnapshotBuilder {
+    config(sources)
+        .default_policy(FreshnessPolicy::no_cache())
+        .resilience(breaker_only(
+            CircuitScope::Subject,
+            1,
+            Duration::from_secs(30),
+        ))
+        .build()
+        .expect("valid builder")
+}
+
 // B10.25, B10.26: a batch source groups keys by circuit identity; an open
 // group is left out of the call.
 #[tokio::test(start_paused = true)]
 async fn batch_source_applies_subject_circuits_per_group() {
-    let batches: Arc<Mutex<Vec<Vec<ResourceKey>>>> = Arc::default();
-    let batch = {
-        let batches = Arc::clone(&batches);
-        FnBatchSource::new(
-            "batch",
-            move |keys: Vec<ResourceKey>, _ctx: FetchContext| {
-                let batches = Arc::clone(&batches);
-                async move {
-                    let first = {
-                        let mut log = batches.lock().expect("batch log lock");
-                        log.push(keys.clone());
-                        log.len() == 1
-                    };
-                    Ok(keys
-                        .into_iter()
-                        .filter(|k| !(first && *k == btc_mark()))
-                        .map(|k| (k, SourceOutput::new("batch".to_owned())))
-                        .collect())
-                }
-            },
-        )
-        .with_priority(10)
-    };
+    let batches = Batches::default();
+    // The first call omits BTC mark.
+    let batch = omitting_batch(&batches, |call, k| call == 1 && *k == btc_mark()).with_priority(10);
     let fallback =
         constant("fallback", &CallLog::default(), "fallback").with_supports(|k| k.name() == "mark");
-    let builder = config(vec![batch.into(), fallback.into()])
-        .default_policy(FreshnessPolicy::no_cache())
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Subject, 1, Duration::from_secs(30)),
-        ))
-        .build()
-        .expect("valid builder");
+    let builder = uncached_subject_circuits(vec![batch.into(), fallback.into()]);
     let keys = [btc_mark(), eth_mark()];
 
     let first = build_lenient(&builder, &keys).await;
@@ -1135,7 +1052,7 @@ async fn batch_source_applies_subject_circuits_per_group() {
     assert_eq!(text(&second, &btc_mark()), "fallback");
     assert_eq!(text(&second, &eth_mark()), "batch");
     assert_eq!(
-        batches.lock().expect("batch log lock").clone(),
+        batch_calls(&batches),
         vec![vec![btc_mark(), eth_mark()], vec![eth_mark()]],
         "the second batch call contains only ETH"
     );
@@ -1146,43 +1063,16 @@ async fn batch_source_applies_subject_circuits_per_group() {
         failures(&third, &btc_price()),
         one("batch", "CircuitOpenError", 0)
     );
-    assert_eq!(
-        batches.lock().expect("batch log lock").len(),
-        2,
-        "no call at all"
-    );
+    assert_eq!(batch_calls(&batches).len(), 2, "no call at all");
 }
 
 // B10.26: a group records success when at least one of its keys came back
 // fresh, even if another key of the same circuit was omitted.
 #[tokio::test(start_paused = true)]
 async fn a_batch_group_with_one_fresh_key_is_a_circuit_success() {
-    let batches: Arc<Mutex<Vec<Vec<ResourceKey>>>> = Arc::default();
-    let batch = {
-        let batches = Arc::clone(&batches);
-        FnBatchSource::new(
-            "batch",
-            move |keys: Vec<ResourceKey>, _ctx: FetchContext| {
-                let batches = Arc::clone(&batches);
-                async move {
-                    batches.lock().expect("batch log lock").push(keys.clone());
-                    Ok(keys
-                        .into_iter()
-                        .filter(|k| *k != btc_mark())
-                        .map(|k| (k, SourceOutput::new("batch".to_owned())))
-                        .collect())
-                }
-            },
-        )
-    };
-    let builder = config(vec![batch.into()])
-        .default_policy(FreshnessPolicy::no_cache())
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Subject, 1, Duration::from_secs(30)),
-        ))
-        .build()
-        .expect("valid builder");
+    let batches = Batches::default();
+    let batch = omitting_batch(&batches, |_, k| *k == btc_mark());
+    let builder = uncached_subject_circuits(vec![batch.into()]);
     let keys = [btc_price(), btc_mark()];
 
     let first = build_lenient(&builder, &keys).await;
@@ -1198,7 +1088,7 @@ async fn a_batch_group_with_one_fresh_key_is_a_circuit_success() {
     let second = build_lenient(&builder, &keys).await;
     assert_eq!(text(&second, &btc_price()), "batch");
     assert_eq!(
-        batches.lock().expect("batch log lock").clone(),
+        batch_calls(&batches),
         vec![keys.to_vec(), keys.to_vec()],
         "the group is still called as one"
     );
@@ -1208,16 +1098,13 @@ async fn a_batch_group_with_one_fresh_key_is_a_circuit_success() {
 #[tokio::test(start_paused = true)]
 async fn subject_scope_without_subject_uses_namespace_and_name() {
     let log = CallLog::default();
-    let builder = config(vec![failing("rest", &log).into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Subject, 1, Duration::from_secs(30)),
-        ))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(
+        vec![failing("rest", &log).into()],
+        breaker_only(CircuitScope::Subject, 1, Duration::from_secs(30)),
+    );
     let status_key = key("market:status");
 
-    build_lenient(&builder, std::slice::from_ref(&status_key)).await;
+    build_one(&builder, &status_key).await;
 
     assert_eq!(
         status(&builder, "rest[subject]:market:status"),
@@ -1242,17 +1129,14 @@ async fn resilience_precedence_override_then_declared_then_default() {
     let plain_log = CallLog::default();
     let declared = failing("declared", &declared_log)
         .with_priority(30)
-        .with_resilience(policy(retry(3), CircuitBreakerPolicy::disabled()));
+        .with_resilience(retries_only(3));
     let overridden = failing("overridden", &overridden_log)
         .with_priority(20)
-        .with_resilience(policy(retry(3), CircuitBreakerPolicy::disabled()));
+        .with_resilience(retries_only(3));
     let plain = failing("plain", &plain_log).with_priority(10);
     let builder = config(vec![declared.into(), overridden.into(), plain.into()])
-        .resilience(policy(retry(2), CircuitBreakerPolicy::disabled()))
-        .source_resilience(
-            "overridden",
-            policy(RetryPolicy::none(), CircuitBreakerPolicy::disabled()),
-        )
+        .resilience(retries_only(2))
+        .source_resilience("overridden", single_attempt())
         .build()
         .expect("valid builder");
 
@@ -1288,17 +1172,15 @@ async fn resilience_precedence_override_then_declared_then_default() {
 #[tokio::test(start_paused = true)]
 async fn a_builder_override_replaces_the_declared_circuit() {
     let log = CallLog::default();
-    let rest = failing("rest", &log).with_resilience(policy(
-        RetryPolicy::none(),
-        circuit(CircuitScope::Source, 1, Duration::from_secs(10)),
+    let rest = failing("rest", &log).with_resilience(breaker_only(
+        CircuitScope::Source,
+        1,
+        Duration::from_secs(10),
     ));
     let builder = config(vec![rest.into()])
         .source_resilience(
             "rest",
-            policy(
-                RetryPolicy::none(),
-                circuit(CircuitScope::Subject, 1, Duration::from_secs(10)),
-            ),
+            breaker_only(CircuitScope::Subject, 1, Duration::from_secs(10)),
         )
         .build()
         .expect("valid builder");
@@ -1326,13 +1208,10 @@ async fn circuits_snapshot_and_reset() {
     let other_log = CallLog::default();
     let rest = failing("rest", &rest_log).with_supports(|k| k.namespace() == "market");
     let other = failing("other", &other_log).with_supports(|k| k.namespace() == "account");
-    let builder = config(vec![rest.into(), other.into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Source, 1, Duration::from_secs(10)),
-        ))
-        .build()
-        .expect("valid builder");
+    let builder = resilient_builder(
+        vec![rest.into(), other.into()],
+        breaker_only(CircuitScope::Source, 1, Duration::from_secs(10)),
+    );
     build_lenient(&builder, &[btc_price(), key("account:summary:ALICE")]).await;
     tokio::time::advance(Duration::from_secs(2)).await;
 
@@ -1358,14 +1237,7 @@ async fn circuits_snapshot_and_reset() {
     assert_eq!(rest_log.count(), 2, "a reset circuit lets calls through");
 
     builder.reset_circuits(None);
-    assert!(
-        builder
-            .circuits()
-            .values()
-            .all(|s| s.state == CircuitStatus::Closed),
-        "{:?}",
-        builder.circuits()
-    );
+    assert_all_circuits_closed(&builder);
 }
 
 // B10.10 / B10.29 (Rust form): shared fetches are detached from their
@@ -1374,33 +1246,12 @@ async fn circuits_snapshot_and_reset() {
 #[tokio::test(start_paused = true)]
 async fn cancelling_the_caller_of_a_probe_does_not_abandon_it() {
     let log = CallLog::default();
-    let gate = Gate::closed();
-    let rest = {
-        let log = log.clone();
-        let gate = gate.clone();
-        FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
-            let log = log.clone();
-            let gate = gate.clone();
-            async move {
-                if log.record(&key) == 0 && log.count() == 1 {
-                    return Err(SourceError::unavailable("down"));
-                }
-                gate.pass().await;
-                Ok(SourceOutput::new("recovered".to_owned()))
-            }
-        })
-    };
-    let builder = config(vec![rest.into()])
-        .resilience(policy(
-            RetryPolicy::none(),
-            circuit(CircuitScope::Source, 1, Duration::from_secs(5)),
-        ))
-        .build()
-        .expect("valid builder");
+    let gate = Gate::new();
+    let builder = recovering_rest(&log, &gate);
     build_lenient(&builder, &[btc_price()]).await;
     tokio::time::advance(Duration::from_secs(5)).await;
 
-    let probe = spawn_lenient(&builder, vec![eth_price()]);
+    let probe = spawn_lenient(&builder, vec![eth_price()], BuildOptions::new());
     settle().await;
     assert!(state(&builder, "rest[source]").half_open_probe_active);
     probe.abort();
