@@ -13,11 +13,11 @@ use coalestra_core::value::ValueParts;
 use coalestra_core::{
     BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
     Clock, Event, FetchContext, FnSource, FreshnessPolicy, ManualClock, Metadata, Payload,
-    RefreshMode, ResiliencePolicy, ResourceKey, RetryPolicy, SnapshotCache, SnapshotValue,
-    SourceError, SourceOutput, Timestamp, WriteResult,
+    RefreshMode, ResiliencePolicy, ResourceKey, RetryPolicy, Snapshot, SnapshotCache,
+    SnapshotValue, SourceError, SourceOutput, Timestamp, WriteResult,
 };
-use coalestra_orchestration::SnapshotBuilder;
-use tokio::sync::{watch, Notify};
+use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_test::Gate;
 
 fn key(text: &str) -> ResourceKey {
     ResourceKey::parse(text).expect("test keys are valid")
@@ -53,47 +53,6 @@ fn refresh_ahead(ttl: u64, max_stale: u64, window: u64) -> FreshnessPolicy {
 
 fn blocking(ttl: u64, max_stale: u64) -> FreshnessPolicy {
     FreshnessPolicy::new(secs(ttl), secs(max_stale)).expect("valid policy")
-}
-
-/// Holds callers until opened; counts arrivals.
-#[derive(Clone)]
-struct Gate {
-    open: Arc<watch::Sender<bool>>,
-    arrivals: Arc<AtomicUsize>,
-    arrived: Arc<Notify>,
-}
-
-impl Gate {
-    fn new() -> Self {
-        Self {
-            open: Arc::new(watch::channel(false).0),
-            arrivals: Arc::default(),
-            arrived: Arc::default(),
-        }
-    }
-
-    async fn pass(&self) {
-        let mut rx = self.open.subscribe();
-        self.arrivals.fetch_add(1, Ordering::SeqCst);
-        self.arrived.notify_waiters();
-        rx.wait_for(|open| *open).await.expect("gate sender alive");
-    }
-
-    fn open(&self) {
-        self.open.send_replace(true);
-    }
-
-    async fn wait_for_arrivals(&self, n: usize) {
-        loop {
-            let notified = self.arrived.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.arrivals.load(Ordering::SeqCst) >= n {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 type Reply = Arc<dyn Fn(u64, &ManualClock) -> Result<SourceOutput, SourceError> + Send + Sync>;
@@ -145,6 +104,47 @@ impl Scripted {
     }
 }
 
+/// A builder configuration over `source` on `clock` with `policy`.
+fn refresh_config(source: FnSource, clock: &ManualClock, policy: FreshnessPolicy) -> BuilderConfig {
+    SnapshotBuilder::builder([source.into()])
+        .clock(Arc::new(clock.clone()))
+        .default_policy(policy)
+}
+
+/// A builder over `script`'s counting source (see [`Scripted::counting`])
+/// on `clock` with `policy`.
+fn counting_builder(
+    script: &Scripted,
+    clock: &ManualClock,
+    gate_from: Option<u64>,
+    policy: FreshnessPolicy,
+) -> SnapshotBuilder {
+    refresh_config(script.counting(clock, gate_from), clock, policy)
+        .build()
+        .expect("valid builder")
+}
+
+/// Caches the price with a first build, then ages it by `age` seconds.
+async fn cache_then_age(builder: &SnapshotBuilder, clock: &ManualClock, age: u64) {
+    builder.build([price()]).await.expect("first build");
+    clock.advance(secs(age));
+}
+
+/// Asserts that `snapshot` scheduled no refresh, none is pending, and the
+/// source was called only once.
+async fn assert_no_refresh(builder: &SnapshotBuilder, snapshot: &Snapshot, script: &Scripted) {
+    assert_eq!(
+        snapshot
+            .diagnostics()
+            .expect("diagnostics")
+            .refresh_scheduled,
+        0
+    );
+    assert_eq!(builder.background_refreshes(), 0);
+    builder.wait_for_refreshes().await;
+    assert_eq!(script.calls(), 1);
+}
+
 /// Records events and counters (the support crate's recording sink).
 use coalestra_test::RecordingSink as Recorder;
 
@@ -184,9 +184,7 @@ async fn stale_while_revalidate_returns_immediately_and_refreshes_cache() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
     let recorder = Arc::new(Recorder::default());
-    let builder = SnapshotBuilder::builder([script.counting(&clock, None).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
+    let builder = refresh_config(script.counting(&clock, None), &clock, swr(1, 10))
         .metrics(recorder.clone())
         .build()
         .expect("valid builder");
@@ -234,11 +232,7 @@ async fn stale_while_revalidate_returns_immediately_and_refreshes_cache() {
 async fn refresh_ahead_keeps_fresh_value_and_updates_in_background() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
-    let builder = SnapshotBuilder::builder([script.counting(&clock, None).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(refresh_ahead(10, 20, 3))
-        .build()
-        .expect("valid builder");
+    let builder = counting_builder(&script, &clock, None, refresh_ahead(10, 20, 3));
 
     let first = builder.build([price()]).await.expect("first build");
     assert_eq!(first.value::<u64>(&price()).ok(), Some(&1));
@@ -266,30 +260,16 @@ async fn refresh_ahead_keeps_fresh_value_and_updates_in_background() {
 async fn fresh_value_outside_the_refresh_ahead_window_schedules_nothing() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
-    let builder = SnapshotBuilder::builder([script.counting(&clock, None).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(refresh_ahead(10, 20, 3))
-        .build()
-        .expect("valid builder");
+    let builder = counting_builder(&script, &clock, None, refresh_ahead(10, 20, 3));
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(5));
+    cache_then_age(&builder, &clock, 5).await;
     let snapshot = builder.build([price()]).await.expect("second build");
     let value = snapshot.get(&price()).expect("price");
     assert_eq!(value.value::<u64>().ok(), Some(&1));
     assert!(value.is_from_cache());
     assert!(!value.refresh_scheduled());
     assert_eq!(note(value, "refresh_mode"), None);
-    assert_eq!(
-        snapshot
-            .diagnostics()
-            .expect("diagnostics")
-            .refresh_scheduled,
-        0
-    );
-    assert_eq!(builder.background_refreshes(), 0);
-    builder.wait_for_refreshes().await;
-    assert_eq!(script.calls(), 1);
+    assert_no_refresh(&builder, &snapshot, &script).await;
 }
 
 // B8.5
@@ -297,14 +277,9 @@ async fn fresh_value_outside_the_refresh_ahead_window_schedules_nothing() {
 async fn at_most_one_refresh_per_key_is_pending() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
-    let builder = SnapshotBuilder::builder([script.counting(&clock, Some(2)).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
-        .build()
-        .expect("valid builder");
+    let builder = counting_builder(&script, &clock, Some(2), swr(1, 10));
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(2));
+    cache_then_age(&builder, &clock, 2).await;
 
     let scheduling = builder.build([price()]).await.expect("scheduling build");
     assert_eq!(
@@ -367,45 +342,21 @@ async fn publish(builder: &SnapshotBuilder, value: &str, at: Timestamp) {
     assert!(result.outcome.is_stored());
 }
 
-// B8.4
-#[tokio::test(start_paused = true)]
-async fn background_refresh_does_not_replace_cache_with_older_value() {
-    let clock = ManualClock::new(102.0);
+/// Publishes "newer" observed at 100 s, then builds on `now` with `policy`
+/// against a source answering "older" observed at `older_at`: a refresh is
+/// scheduled and runs once, and the cache keeps the newer revision. Returns
+/// the build's snapshot.
+async fn refresh_with_an_older_result(
+    now: f64,
+    older_at: f64,
+    policy: FreshnessPolicy,
+) -> Snapshot {
+    let clock = ManualClock::new(now);
     let script = Scripted::new();
-    let older: Reply = Arc::new(|_, _| {
-        Ok(SourceOutput::new("older".to_owned()).observed_at(Timestamp::from_secs(90.0)))
+    let older: Reply = Arc::new(move |_, _| {
+        Ok(SourceOutput::new("older".to_owned()).observed_at(Timestamp::from_secs(older_at)))
     });
-    let builder = SnapshotBuilder::builder([script.source(&clock, None, older).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 100))
-        .build()
-        .expect("valid builder");
-    publish(&builder, "newer", Timestamp::from_secs(100.0)).await;
-
-    let snapshot = builder.build([price()]).await.expect("stale build");
-    let value = snapshot.get(&price()).expect("price");
-    assert_eq!(value.value::<String>().map(String::as_str), Ok("newer"));
-    assert!(value.refresh_scheduled());
-    builder.wait_for_refreshes().await;
-    assert_eq!(script.calls(), 1, "the refresh ran");
-
-    let cached = cached_value(&builder, &clock, &price()).await;
-    assert_eq!(cached.value::<String>().map(String::as_str), Ok("newer"));
-    assert_eq!(cached.observed_at(), Timestamp::from_secs(100.0));
-}
-
-// B8.4 with a refresh result that is still fresh but older than the cache:
-// the monotonic cache write keeps the newer revision.
-#[tokio::test(start_paused = true)]
-async fn refresh_ahead_result_older_than_the_cache_is_not_written() {
-    let clock = ManualClock::new(108.0);
-    let script = Scripted::new();
-    let older: Reply = Arc::new(|_, _| {
-        Ok(SourceOutput::new("older".to_owned()).observed_at(Timestamp::from_secs(99.0)))
-    });
-    let builder = SnapshotBuilder::builder([script.source(&clock, None, older).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(refresh_ahead(10, 20, 5))
+    let builder = refresh_config(script.source(&clock, None, older), &clock, policy)
         .build()
         .expect("valid builder");
     publish(&builder, "newer", Timestamp::from_secs(100.0)).await;
@@ -413,11 +364,57 @@ async fn refresh_ahead_result_older_than_the_cache_is_not_written() {
     let snapshot = builder.build([price()]).await.expect("build");
     assert!(snapshot.get(&price()).expect("price").refresh_scheduled());
     builder.wait_for_refreshes().await;
-    assert_eq!(script.calls(), 1);
+    assert_eq!(script.calls(), 1, "the refresh ran");
 
     let cached = cached_value(&builder, &clock, &price()).await;
     assert_eq!(cached.value::<String>().map(String::as_str), Ok("newer"));
     assert_eq!(cached.observed_at(), Timestamp::from_secs(100.0));
+    snapshot
+}
+
+// B8.4
+#[tokio::test(start_paused = true)]
+async fn background_refresh_does_not_replace_cache_with_older_value() {
+    let snapshot = refresh_with_an_older_result(102.0, 90.0, swr(1, 100)).await;
+    let value = snapshot.get(&price()).expect("price");
+    assert_eq!(value.value::<String>().map(String::as_str), Ok("newer"));
+}
+
+// B8.4 with a refresh result that is still fresh but older than the cache:
+// the monotonic cache write keeps the newer revision.
+#[tokio::test(start_paused = true)]
+async fn refresh_ahead_result_older_than_the_cache_is_not_written() {
+    refresh_with_an_older_result(108.0, 99.0, refresh_ahead(10, 20, 5)).await;
+}
+
+/// A stale-while-revalidate builder (ttl 1 s, max stale 10 s) over a source
+/// answering `reply`, one attempt per call, recording events and metrics.
+fn recorded_swr_builder(
+    script: &Scripted,
+    clock: &ManualClock,
+    reply: Reply,
+) -> (SnapshotBuilder, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let builder = refresh_config(script.source(clock, None, reply), clock, swr(1, 10))
+        .resilience(single_attempt())
+        .events(recorder.clone())
+        .metrics(recorder.clone())
+        .build()
+        .expect("valid builder");
+    (builder, recorder)
+}
+
+/// Asserts one `resource_refresh_failed` event for the price, with the
+/// stale-while-revalidate reason, and returns it.
+fn assert_one_refresh_failed(recorder: &Recorder) -> Event {
+    let mut failed = recorder.events_named("resource_refresh_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        field(&failed[0], "resource"),
+        Some(price().to_string().as_str())
+    );
+    assert_eq!(field(&failed[0], "reason"), Some("stale_while_revalidate"));
+    failed.remove(0)
 }
 
 // B8.6, B8.9, B8.10
@@ -429,15 +426,7 @@ async fn refresh_returning_stale_data_is_a_failure_and_is_not_written() {
         let out = SourceOutput::new(n);
         Ok(if n >= 2 { out.stale() } else { out })
     });
-    let recorder = Arc::new(Recorder::default());
-    let builder = SnapshotBuilder::builder([script.source(&clock, None, reply).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
-        .resilience(single_attempt())
-        .events(recorder.clone())
-        .metrics(recorder.clone())
-        .build()
-        .expect("valid builder");
+    let (builder, recorder) = recorded_swr_builder(&script, &clock, reply);
 
     let first = builder.build([price()]).await.expect("first build");
     let original = first.get(&price()).expect("price").version();
@@ -473,13 +462,7 @@ async fn refresh_returning_stale_data_is_a_failure_and_is_not_written() {
         recorder.counter("resource_refresh_total", &[("status", "success")]),
         0
     );
-    let failed = recorder.events_named("resource_refresh_failed");
-    assert_eq!(failed.len(), 1);
-    assert_eq!(
-        field(&failed[0], "resource"),
-        Some(price().to_string().as_str())
-    );
-    assert_eq!(field(&failed[0], "reason"), Some("stale_while_revalidate"));
+    assert_one_refresh_failed(&recorder);
     assert!(recorder
         .events_named("resource_refresh_completed")
         .is_empty());
@@ -498,18 +481,9 @@ async fn failing_background_refresh_keeps_the_cached_value_and_reports() {
             Ok(SourceOutput::new(n))
         }
     });
-    let recorder = Arc::new(Recorder::default());
-    let builder = SnapshotBuilder::builder([script.source(&clock, None, reply).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
-        .resilience(single_attempt())
-        .events(recorder.clone())
-        .metrics(recorder.clone())
-        .build()
-        .expect("valid builder");
+    let (builder, recorder) = recorded_swr_builder(&script, &clock, reply);
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(2));
+    cache_then_age(&builder, &clock, 2).await;
     let stale = builder
         .build_with([price()], BuildOptions::new().snapshot_id("parent-1"))
         .await
@@ -529,15 +503,9 @@ async fn failing_background_refresh_keeps_the_cached_value_and_reports() {
     );
     let refresh_id = field(&scheduled[0], "snapshot_id").expect("snapshot_id field");
     assert!(refresh_id.starts_with("parent-1:refresh:"), "{refresh_id}");
-    let failed = recorder.events_named("resource_refresh_failed");
-    assert_eq!(failed.len(), 1);
-    assert_eq!(
-        field(&failed[0], "resource"),
-        Some(price().to_string().as_str())
-    );
-    assert_eq!(field(&failed[0], "reason"), Some("stale_while_revalidate"));
-    assert!(field(&failed[0], "error_type").is_some_and(|t| !t.is_empty()));
-    assert!(field(&failed[0], "error").is_some_and(|e| e.contains("backend down")));
+    let failed = assert_one_refresh_failed(&recorder);
+    assert!(field(&failed, "error_type").is_some_and(|t| !t.is_empty()));
+    assert!(field(&failed, "error").is_some_and(|e| e.contains("backend down")));
     assert_eq!(
         recorder.counter("resource_refresh_total", &[("status", "failure")]),
         1
@@ -558,14 +526,9 @@ async fn failing_background_refresh_keeps_the_cached_value_and_reports() {
 async fn refresh_runs_with_its_own_context_and_no_deadline() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
-    let builder = SnapshotBuilder::builder([script.counting(&clock, None).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
-        .build()
-        .expect("valid builder");
+    let builder = counting_builder(&script, &clock, None, swr(1, 10));
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(2));
+    cache_then_age(&builder, &clock, 2).await;
     let options = BuildOptions::new()
         .snapshot_id("parent-1")
         .deadline(secs(5))
@@ -613,14 +576,9 @@ async fn refresh_runs_with_its_own_context_and_no_deadline() {
 async fn swr_value_older_than_max_stale_is_fetched_blocking() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
-    let builder = SnapshotBuilder::builder([script.counting(&clock, None).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
-        .build()
-        .expect("valid builder");
+    let builder = counting_builder(&script, &clock, None, swr(1, 10));
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(11));
+    cache_then_age(&builder, &clock, 11).await;
     let snapshot = builder.build([price()]).await.expect("expired build");
     let value = snapshot.get(&price()).expect("price");
     assert_eq!(value.value::<u64>().ok(), Some(&2));
@@ -643,14 +601,9 @@ async fn swr_value_older_than_max_stale_is_fetched_blocking() {
 async fn blocking_mode_past_ttl_calls_the_source_synchronously() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
-    let builder = SnapshotBuilder::builder([script.counting(&clock, None).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(blocking(1, 10))
-        .build()
-        .expect("valid builder");
+    let builder = counting_builder(&script, &clock, None, blocking(1, 10));
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(2));
+    cache_then_age(&builder, &clock, 2).await;
     let snapshot = builder.build([price()]).await.expect("second build");
     let value = snapshot.get(&price()).expect("price");
     assert_eq!(
@@ -677,15 +630,12 @@ async fn blocking_mode_uses_the_stale_value_only_when_sources_fail() {
             Ok(SourceOutput::new(n))
         }
     });
-    let builder = SnapshotBuilder::builder([script.source(&clock, None, reply).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(blocking(1, 10))
+    let builder = refresh_config(script.source(&clock, None, reply), &clock, blocking(1, 10))
         .resilience(single_attempt())
         .build()
         .expect("valid builder");
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(2));
+    cache_then_age(&builder, &clock, 2).await;
     let snapshot = builder.build([price()]).await.expect("stale fallback");
     let value = snapshot.get(&price()).expect("price");
     assert_eq!(value.value::<u64>().ok(), Some(&1));
@@ -700,14 +650,9 @@ async fn blocking_mode_uses_the_stale_value_only_when_sources_fail() {
 async fn close_waits_for_pending_refreshes_then_builds_fail() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
-    let builder = SnapshotBuilder::builder([script.counting(&clock, Some(2)).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
-        .build()
-        .expect("valid builder");
+    let builder = counting_builder(&script, &clock, Some(2), swr(1, 10));
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(2));
+    cache_then_age(&builder, &clock, 2).await;
     builder.build([price()]).await.expect("stale build");
     script.gate.wait_for_arrivals(1).await;
 
@@ -754,16 +699,7 @@ async fn close_waits_for_pending_refreshes_then_builds_fail() {
 struct GatedCache {
     inner: MemoryCache,
     armed: AtomicBool,
-    gate: GateHandle,
-}
-
-#[derive(Clone)]
-struct GateHandle(Gate);
-
-impl std::fmt::Debug for GateHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Gate")
-    }
+    gate: Gate,
 }
 
 #[async_trait]
@@ -774,7 +710,7 @@ impl SnapshotCache for GatedCache {
         now: Timestamp,
     ) -> Result<Vec<Option<CacheHit>>, CacheError> {
         if self.armed.load(Ordering::SeqCst) {
-            self.gate.0.pass().await;
+            self.gate.pass().await;
         }
         self.inner.get_many(reads, now).await
     }
@@ -807,17 +743,14 @@ async fn no_refresh_is_scheduled_after_close() {
     let cache = Arc::new(GatedCache {
         inner: MemoryCache::new(),
         armed: AtomicBool::new(false),
-        gate: GateHandle(gate.clone()),
+        gate: gate.clone(),
     });
-    let builder = SnapshotBuilder::builder([script.counting(&clock, None).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
+    let builder = refresh_config(script.counting(&clock, None), &clock, swr(1, 10))
         .cache(cache.clone())
         .build()
         .expect("valid builder");
 
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(2));
+    cache_then_age(&builder, &clock, 2).await;
     cache.armed.store(true, Ordering::SeqCst);
     let in_progress = {
         let builder = builder.clone();
@@ -835,16 +768,7 @@ async fn no_refresh_is_scheduled_after_close() {
     assert_eq!(value.value::<u64>().ok(), Some(&1));
     assert!(value.is_stale());
     assert!(!value.refresh_scheduled(), "no refresh after close");
-    assert_eq!(
-        snapshot
-            .diagnostics()
-            .expect("diagnostics")
-            .refresh_scheduled,
-        0
-    );
-    assert_eq!(builder.background_refreshes(), 0);
-    builder.wait_for_refreshes().await;
-    assert_eq!(script.calls(), 1);
+    assert_no_refresh(&builder, &snapshot, &script).await;
 }
 
 // B8.12: waiting with nothing pending returns at once, and waiting twice is
@@ -853,17 +777,12 @@ async fn no_refresh_is_scheduled_after_close() {
 async fn wait_for_refreshes_returns_when_nothing_is_pending() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
-    let builder = SnapshotBuilder::builder([script.counting(&clock, None).into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(swr(1, 10))
-        .build()
-        .expect("valid builder");
+    let builder = counting_builder(&script, &clock, None, swr(1, 10));
 
     tokio::time::timeout(secs(1), builder.wait_for_refreshes())
         .await
         .expect("nothing pending");
-    builder.build([price()]).await.expect("first build");
-    clock.advance(secs(2));
+    cache_then_age(&builder, &clock, 2).await;
     builder.build([price()]).await.expect("stale build");
     tokio::time::timeout(secs(30), builder.wait_for_refreshes())
         .await
