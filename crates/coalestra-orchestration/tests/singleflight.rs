@@ -7,47 +7,27 @@
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coalestra_cache::MemoryCache;
 use coalestra_core::{
-    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
-    FetchContext, FnBatchSource, FnDerivedSource, FnSource, ManualClock, ResiliencePolicy,
-    ResourceKey, RetryPolicy, Snapshot, SnapshotCache, SourceError, SourceOptions, SourceOutput,
-    SourceRef, Timestamp, WriteResult,
+    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CoalestraError,
+    FetchContext, FnBatchSource, FnDerivedSource, FnSource, ManualClock, ResourceKey, Snapshot,
+    SnapshotCache, SourceError, SourceOptions, SourceOutput, Timestamp, WriteResult,
 };
-use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_orchestration::SnapshotBuilder;
 use coalestra_test::{key, Gate, RecordingSink};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
+mod support;
+use support::{
+    batch_calls, count, entries, new_log, single_attempt_config as config, Batches, Log,
+};
+
 // ---------------------------------------------------------------- helpers
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn new_log() -> Log {
-    Arc::default()
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.lock().expect("log lock poisoned").clone()
-}
-
-fn count(log: &Log, entry: &str) -> usize {
-    entries(log).iter().filter(|e| *e == entry).count()
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-fn config(sources: Vec<SourceRef>, clock: &ManualClock) -> BuilderConfig {
-    SnapshotBuilder::builder(sources)
-        .clock(Arc::new(clock.clone()))
-        .resilience(single_attempt())
-}
 
 /// Lets every spawned task run until all of them are blocked: with paused
 /// time the runtime only advances the clock once nothing else can run.
@@ -85,12 +65,6 @@ fn gated_failure(gate: &Gate, log: &Log) -> FnSource {
     })
 }
 
-type Batches = Arc<Mutex<Vec<Vec<ResourceKey>>>>;
-
-fn batch_calls(batches: &Batches) -> Vec<Vec<ResourceKey>> {
-    batches.lock().expect("batch log poisoned").clone()
-}
-
 /// A batch source recording its calls, held at `gate`, answering 1 per key.
 fn gated_batch(gate: &Gate, batches: &Batches) -> FnBatchSource {
     let gate = gate.clone();
@@ -124,10 +98,15 @@ struct Gated {
 }
 
 fn gated_builder() -> Gated {
+    gated_rest(42)
+}
+
+/// [`gated_builder`] with the source answering `value`.
+fn gated_rest(value: u64) -> Gated {
     let clock = ManualClock::new(1_000.0);
     let gate = Gate::new();
     let log = new_log();
-    let builder = config(vec![gated("rest", 42, &gate, &log).into()], &clock)
+    let builder = config(vec![gated("rest", value, &gate, &log).into()], &clock)
         .build()
         .expect("valid builder");
     Gated {
@@ -138,11 +117,34 @@ fn gated_builder() -> Gated {
     }
 }
 
+/// Spawns a default build of `price`.
+fn spawn_price(builder: &SnapshotBuilder, price: &ResourceKey) -> BuildTask {
+    spawn_build(builder, vec![price.clone()], BuildOptions::new())
+}
+
+/// Spawns a default build of `price` and waits until its source call is
+/// parked at `gate`.
+async fn spawn_parked(builder: &SnapshotBuilder, price: &ResourceKey, gate: &Gate) -> BuildTask {
+    let owner = spawn_price(builder, price);
+    gate.wait_for_arrivals(1).await;
+    owner
+}
+
+/// Asserts that `snapshot` holds 42 for `price`, obtained by joining
+/// another caller's fetch.
+fn assert_joined_42(snapshot: &Snapshot, price: &ResourceKey) {
+    assert_eq!(*snapshot.value::<u64>(price).expect("value"), 42);
+    assert!(snapshot.get(price).expect("value").is_coalesced());
+}
+
+/// A spawned build.
+type BuildTask = JoinHandle<Result<Snapshot, CoalestraError>>;
+
 fn spawn_build(
     builder: &SnapshotBuilder,
     keys: Vec<ResourceKey>,
     options: BuildOptions,
-) -> tokio::task::JoinHandle<Result<Snapshot, coalestra_core::CoalestraError>> {
+) -> BuildTask {
     let builder = builder.clone();
     tokio::spawn(async move { builder.build_with(keys, options).await })
 }
@@ -151,17 +153,15 @@ fn spawn_build(
 
 #[tokio::test(start_paused = true)]
 async fn b6_1_concurrent_builds_coalesce_an_identical_resource() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 123, &gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let Gated {
+        gate,
+        log,
+        builder,
+        price,
+    } = gated_rest(123);
 
-    let first = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    let second = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    gate.wait_for_arrivals(1).await;
+    let first = spawn_price(&builder, &price);
+    let second = spawn_parked(&builder, &price, &gate).await;
     settle().await;
     assert_eq!(
         gate.arrivals(),
@@ -186,12 +186,9 @@ async fn b6_1_concurrent_builds_coalesce_an_identical_resource() {
 
 #[tokio::test(start_paused = true)]
 async fn overlapping_builds_fetch_the_shared_key_once() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 5, &gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let Gated {
+        gate, log, builder, ..
+    } = gated_rest(5);
     let (a, b, c) = (
         key("market:price:A"),
         key("market:price:B"),
@@ -233,13 +230,12 @@ async fn overlapping_builds_fetch_the_shared_key_once() {
 
 #[tokio::test(start_paused = true)]
 async fn thousand_concurrent_builds_of_one_key_make_exactly_one_source_call() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 7, &gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let Gated {
+        gate,
+        log,
+        builder,
+        price,
+    } = gated_rest(7);
 
     let mut builds = JoinSet::new();
     for _ in 0..1_000 {
@@ -361,9 +357,8 @@ async fn b6_6_joiner_is_marked_coalesced_counted_and_metered_by_resource_type() 
         .expect("valid builder");
     let price = key("market:price:BTC");
 
-    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    gate.wait_for_arrivals(1).await;
-    let joiner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let owner = spawn_parked(&builder, &price, &gate).await;
+    let joiner = spawn_price(&builder, &price);
     settle().await;
     gate.open();
     let owner = owner.await.expect("task").expect("owner build");
@@ -403,9 +398,8 @@ async fn b6_4_cancelled_waiter_does_not_cancel_shared_work_or_leak_the_registry(
         price,
     } = gated_builder();
 
-    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    gate.wait_for_arrivals(1).await;
-    let waiter = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let owner = spawn_parked(&builder, &price, &gate).await;
+    let waiter = spawn_price(&builder, &price);
     settle().await;
     waiter.abort();
     let cancelled = waiter.await.expect_err("the waiter was cancelled");
@@ -431,9 +425,8 @@ async fn cancelled_owner_does_not_cancel_the_fetch_its_joiner_waits_for() {
         price,
     } = gated_builder();
 
-    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    gate.wait_for_arrivals(1).await;
-    let joiner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let owner = spawn_parked(&builder, &price, &gate).await;
+    let joiner = spawn_price(&builder, &price);
     settle().await;
     owner.abort();
     assert!(owner.await.expect_err("cancelled").is_cancelled());
@@ -443,8 +436,7 @@ async fn cancelled_owner_does_not_cancel_the_fetch_its_joiner_waits_for() {
         .expect("task")
         .expect("joiner gets the shared value");
 
-    assert_eq!(*joiner.value::<u64>(&price).expect("value"), 42);
-    assert!(joiner.get(&price).expect("value").is_coalesced());
+    assert_joined_42(&joiner, &price);
     assert_eq!(entries(&log).len(), 1);
     assert_eq!(builder.in_flight(), 0);
 }
@@ -462,8 +454,7 @@ async fn b6_5_cancelling_the_only_caller_lets_the_fetch_finish_and_releases_capa
         .expect("valid builder");
     let price = key("market:price:BTC");
 
-    let only = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    gate.wait_for_arrivals(1).await;
+    let only = spawn_parked(&builder, &price, &gate).await;
     let held = builder.capacity();
     assert_eq!(held.global.in_use, 1);
     assert_eq!(held.sources.get("rest").expect("rest limit").in_use, 1);
@@ -503,9 +494,8 @@ async fn b6_7_shared_failure_reaches_every_caller_with_one_source_call() {
         .expect("valid builder");
     let price = key("market:price:BTC");
 
-    let first = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    let second = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    gate.wait_for_arrivals(1).await;
+    let first = spawn_price(&builder, &price);
+    let second = spawn_parked(&builder, &price, &gate).await;
     settle().await;
     gate.open();
     let first = first.await.expect("task").expect_err("first fails");
@@ -569,9 +559,8 @@ async fn b6_8_waiters_get_an_error_when_the_shared_fetch_dies_without_an_outcome
         .expect("valid builder");
     let price = key("market:price:BTC");
 
-    let first = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    let second = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    gate.wait_for_arrivals(1).await;
+    let first = spawn_price(&builder, &price);
+    let second = spawn_parked(&builder, &price, &gate).await;
     settle().await;
     gate.open();
     let outcomes = tokio::time::timeout(Duration::from_secs(5), async {
@@ -779,7 +768,7 @@ async fn b6_11_joiner_honours_its_own_deadline_while_the_owner_gets_the_value() 
     let price = key("market:price:BTC");
 
     let owner_started = Instant::now();
-    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let owner = spawn_price(&builder, &price);
     arrivals.wait_for_arrivals(1).await;
     let joiner_started = Instant::now();
     let error = builder
@@ -824,7 +813,7 @@ async fn b6_12_non_strict_joiner_past_its_deadline_reports_the_key_only_as_an_er
         .expect("valid builder");
     let price = key("market:price:BTC");
 
-    let owner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let owner = spawn_price(&builder, &price);
     arrivals.wait_for_arrivals(1).await;
     let snapshot = builder
         .build_with(
@@ -937,13 +926,12 @@ async fn a_caller_dropped_after_its_first_poll_hands_the_work_to_a_task() {
         1,
         "the work moved to a tracked task"
     );
-    let joiner = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
+    let joiner = spawn_price(&builder, &price);
     settle().await;
     gate.open();
     let joined = joiner.await.expect("task").expect("shared value");
 
-    assert_eq!(*joined.value::<u64>(&price).expect("value"), 42);
-    assert!(joined.get(&price).expect("value").is_coalesced());
+    assert_joined_42(&joined, &price);
     assert_eq!(entries(&log).len(), 1, "one call for both callers");
     settle().await;
     assert_eq!(builder.active_tasks(), 0);
@@ -959,8 +947,7 @@ async fn close_waits_for_work_running_inside_a_caller() {
         ..
     } = gated_builder();
 
-    let caller = spawn_build(&builder, vec![price.clone()], BuildOptions::new());
-    gate.wait_for_arrivals(1).await;
+    let caller = spawn_parked(&builder, &price, &gate).await;
     let closing = {
         let builder = builder.clone();
         tokio::spawn(async move { builder.close().await })
