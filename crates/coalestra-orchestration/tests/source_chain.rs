@@ -16,44 +16,20 @@ use coalestra_cache::MemoryCache;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
     AuthorityResolver, BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite,
-    CircuitBreakerPolicy, CoalestraError, FetchContext, FnBatchSource, FnSource, FreshnessPolicy,
-    ManualClock, Payload, ResiliencePolicy, ResourceKey, RetryPolicy, SnapshotCache, SnapshotValue,
-    SourceAuthorityPolicy, SourceError, SourceOptions, SourceOutput, SourceRef, Timestamp,
-    WriteResult,
+    CoalestraError, FetchContext, FnBatchSource, FnSource, FreshnessPolicy, ManualClock, Payload,
+    ResourceKey, Snapshot, SnapshotCache, SnapshotValue, SourceAuthorityPolicy, SourceError,
+    SourceOptions, SourceOutput, SourceRef, Timestamp, WriteResult,
 };
-use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_orchestration::SnapshotBuilder;
 use coalestra_test::{key, Gate, RecordingSink};
+
+mod support;
+use support::{batch_calls, entries, new_log, push, single_attempt_config as config, Batches, Log};
 
 // ---------------------------------------------------------------- helpers
 
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn new_log() -> Log {
-    Arc::default()
-}
-
-fn push(log: &Log, entry: String) {
-    log.lock().expect("log lock poisoned").push(entry);
-}
-
-fn entries(log: &Log) -> Vec<String> {
-    log.lock().expect("log lock poisoned").clone()
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
 fn manual_clock() -> ManualClock {
     ManualClock::new(1_000.0)
-}
-
-/// A builder config over `sources` with a manual clock and one attempt per
-/// source call (no retries, no circuit breaker).
-fn config(sources: Vec<SourceRef>, clock: &ManualClock) -> BuilderConfig {
-    SnapshotBuilder::builder(sources)
-        .clock(Arc::new(clock.clone()))
-        .resilience(single_attempt())
 }
 
 /// A single source answering `value` for every key and logging `name:key`.
@@ -85,6 +61,17 @@ fn aged(name: &'static str, value: u64, age: Duration, clock: &ManualClock, log:
     })
 }
 
+/// A builder over `sources` on `clock`, one attempt per source call.
+fn chain(sources: Vec<SourceRef>, clock: &ManualClock) -> SnapshotBuilder {
+    config(sources, clock).build().expect("valid builder")
+}
+
+/// Asserts that `key` resolved to `value` from `source`.
+fn assert_resolved_by(snapshot: &Snapshot, key: &ResourceKey, value: u64, source: &str) {
+    assert_eq!(*snapshot.value::<u64>(key).expect("value"), value);
+    assert_eq!(snapshot.get(key).expect("value").source(), source);
+}
+
 fn non_strict() -> BuildOptions {
     BuildOptions::new().strict(false)
 }
@@ -102,9 +89,7 @@ async fn b5_1_falls_back_to_lower_priority_source_in_call_order() {
     let primary = failing("primary", &log).with_priority(100);
     let fallback = constant("fallback", 42, &log).with_priority(10);
     // Registered lowest priority first: the order must come from priorities.
-    let builder = config(vec![fallback.into(), primary.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![fallback.into(), primary.into()], &clock);
     let price = key("market:price:BTC");
 
     let snapshot = builder
@@ -112,8 +97,7 @@ async fn b5_1_falls_back_to_lower_priority_source_in_call_order() {
         .await
         .expect("fallback resolves");
 
-    assert_eq!(*snapshot.value::<u64>(&price).expect("value"), 42);
-    assert_eq!(snapshot.get(&price).expect("value").source(), "fallback");
+    assert_resolved_by(&snapshot, &price, 42, "fallback");
     assert_eq!(
         entries(&log),
         vec!["primary:market:price:BTC", "fallback:market:price:BTC"]
@@ -191,9 +175,7 @@ async fn b5_4_supports_is_called_once_across_builds() {
     let log = new_log();
     let supports_calls = Arc::new(AtomicUsize::new(0));
     let rest = constant("rest", 1, &log).with_supports(counting_supports(&supports_calls));
-    let builder = config(vec![rest.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![rest.into()], &clock);
     let price = key("market:price:BTC");
 
     builder.build([price.clone()]).await.expect("first build");
@@ -227,9 +209,7 @@ async fn b5_5_without_support_cache_calls_supports_every_time() {
     let rest = constant("rest", 1, &log)
         .with_supports(counting_supports(&supports_calls))
         .without_support_cache();
-    let builder = config(vec![rest.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![rest.into()], &clock);
     let price = key("market:price:BTC");
 
     builder.build([price.clone()]).await.expect("first build");
@@ -289,9 +269,7 @@ async fn b5_7_panicking_supports_counts_as_unsupported_and_lower_sources_are_tri
         .with_priority(10)
         .with_supports(|_key: &ResourceKey| panic!("supports exploded"));
     let fallback = constant("fallback", 2, &log).with_priority(1);
-    let builder = config(vec![primary.into(), fallback.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![primary.into(), fallback.into()], &clock);
     let price = key("market:price:BTC");
 
     let snapshot = builder
@@ -299,8 +277,7 @@ async fn b5_7_panicking_supports_counts_as_unsupported_and_lower_sources_are_tri
         .await
         .expect("fallback resolves");
 
-    assert_eq!(*snapshot.value::<u64>(&price).expect("value"), 2);
-    assert_eq!(snapshot.get(&price).expect("value").source(), "fallback");
+    assert_resolved_by(&snapshot, &price, 2, "fallback");
     assert_eq!(entries(&log), vec!["fallback:market:price:BTC"]);
     // The builder keeps working after the panic.
     let again = builder
@@ -315,9 +292,7 @@ async fn b5_8_no_compatible_source_is_an_unsupported_resolution_error() {
     let clock = manual_clock();
     let log = new_log();
     let rest = constant("rest", 1, &log).with_supports(|k: &ResourceKey| k.name() == "price");
-    let builder = config(vec![rest.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![rest.into()], &clock);
     let odd = key("market:volume:BTC");
 
     let snapshot = builder
@@ -519,9 +494,7 @@ async fn b5_12_source_data_older_than_ttl_is_not_fresh_and_the_next_source_is_tr
     let log = new_log();
     let ws = aged("ws", 1, Duration::from_secs(5), &clock, &log).with_priority(10);
     let rest = constant("rest", 2, &log).with_priority(1);
-    let builder = config(vec![ws.into(), rest.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![ws.into(), rest.into()], &clock);
     let price = key("market:price:BTC");
 
     let snapshot = builder.build([price.clone()]).await.expect("rest resolves");
@@ -630,9 +603,7 @@ async fn b5_14_stale_candidates_beyond_max_stale_or_with_stale_on_error_off_fail
     // Older than max_stale (10 s).
     let log = new_log();
     let ancient = aged("ws", 1, Duration::from_secs(20), &clock, &log);
-    let builder = config(vec![ancient.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![ancient.into()], &clock);
     let error = builder.build([price.clone()]).await.expect_err("too old");
     let failures = error
         .as_build()
@@ -674,9 +645,7 @@ async fn b5_15_non_strict_build_returns_partial_snapshot() {
     let log = new_log();
     let rest = constant("rest", 10, &log).with_supports(|k: &ResourceKey| k.name() == "price");
     let accounts = failing("accounts", &log).with_supports(|k: &ResourceKey| k.name() == "account");
-    let builder = config(vec![rest.into(), accounts.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![rest.into(), accounts.into()], &clock);
     let price = key("market:price:BTC");
     let account = key("user:account:alice");
 
@@ -698,9 +667,7 @@ async fn b5_16_strict_build_raises_build_error_with_failed_key_and_partial_snaps
     let log = new_log();
     let rest = constant("rest", 10, &log).with_supports(|k: &ResourceKey| k.name() == "price");
     let accounts = failing("accounts", &log).with_supports(|k: &ResourceKey| k.name() == "account");
-    let builder = config(vec![rest.into(), accounts.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![rest.into(), accounts.into()], &clock);
     let price = key("market:price:BTC");
     let account = key("user:account:alice");
 
@@ -723,9 +690,7 @@ async fn b5_16_strict_build_raises_build_error_with_failed_key_and_partial_snaps
 async fn b5_17_duplicate_keys_are_resolved_once_per_snapshot() {
     let clock = manual_clock();
     let log = new_log();
-    let builder = config(vec![constant("rest", 1, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![constant("rest", 1, &log).into()], &clock);
     let price = key("market:price:BTC");
 
     let snapshot = builder
@@ -748,9 +713,7 @@ async fn b5_17_duplicate_keys_are_resolved_once_per_snapshot() {
 async fn b5_18_build_of_no_keys_is_rejected() {
     let clock = manual_clock();
     let log = new_log();
-    let builder = config(vec![constant("rest", 1, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![constant("rest", 1, &log).into()], &clock);
 
     let error = builder
         .build(Vec::<ResourceKey>::new())
@@ -777,9 +740,7 @@ async fn b5_19_hundred_cache_misses_keep_request_order() {
     let echo = FnSource::new("rest", |key: ResourceKey, _ctx: FetchContext| async move {
         Ok(SourceOutput::new(key.subject().to_owned()))
     });
-    let builder = config(vec![echo.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![echo.into()], &clock);
     // A permutation of 0..100 that is neither sorted nor reversed.
     let keys: Vec<ResourceKey> = (0..100)
         .map(|i| key(&format!("market:price:K{:03}", (i * 37 + 11) % 100)))
@@ -796,12 +757,6 @@ async fn b5_19_hundred_cache_misses_keep_request_order() {
 }
 
 // ----------------------------------------------------------------- batches
-
-type Batches = Arc<Mutex<Vec<Vec<ResourceKey>>>>;
-
-fn batch_calls(batches: &Batches) -> Vec<Vec<ResourceKey>> {
-    batches.lock().expect("batch log poisoned").clone()
-}
 
 /// A batch source recording each call's keys and answering with `answer`.
 fn recording_batch<F>(name: &str, batches: &Batches, answer: F) -> FnBatchSource
@@ -835,9 +790,7 @@ async fn b5_21_batch_source_resolves_many_resources_with_one_call_in_request_ord
     let clock = manual_clock();
     let batches: Batches = Arc::default();
     let batch = recording_batch("batch", &batches, all_ones);
-    let builder = config(vec![batch.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![batch.into()], &clock);
     let keys = vec![
         key("market:price:BTC"),
         key("market:price:ETH"),
@@ -870,9 +823,7 @@ async fn b5_22_partial_batch_result_falls_back_only_for_omitted_keys() {
     })
     .with_priority(10);
     let fallback = constant("fallback", 2, &log).with_priority(1);
-    let builder = config(vec![batch.into(), fallback.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![batch.into(), fallback.into()], &clock);
     let btc = key("market:price:BTC");
     let sol = key("market:price:SOL");
 
@@ -900,9 +851,7 @@ async fn b5_23_omitted_key_failure_names_the_batch_source() {
             .map(|k| (k.clone(), SourceOutput::new(1_u64)))
             .collect())
     });
-    let builder = config(vec![batch.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![batch.into()], &clock);
     let btc = key("market:price:BTC");
     let eth = key("market:price:ETH");
 
@@ -941,9 +890,7 @@ async fn b5_24_unrequested_key_fails_the_whole_batch_and_every_key_falls_back() 
     let fallback = constant("fallback", 2, &log)
         .with_priority(1)
         .with_supports(|k: &ResourceKey| k.subject() != "SOL");
-    let builder = config(vec![batch.into(), fallback.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![batch.into(), fallback.into()], &clock);
     let btc = key("market:price:BTC");
     let eth = key("market:price:ETH");
     let sol = key("market:price:SOL");
@@ -973,9 +920,7 @@ async fn b5_26_batch_source_respects_max_batch_size() {
     let batches: Batches = Arc::default();
     let batch = recording_batch("batch", &batches, all_ones)
         .with_max_batch_size(NonZeroUsize::new(3).expect("non-zero"));
-    let builder = config(vec![batch.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![batch.into()], &clock);
     let keys: Vec<ResourceKey> = (0..7).map(|i| key(&format!("market:price:K{i}"))).collect();
 
     let snapshot = builder.build(keys.clone()).await.expect("build");
@@ -1370,9 +1315,7 @@ async fn b5_34_synchronous_fetchers_run_on_the_blocking_pool() {
         all_ones(keys)
     })
     .with_supports(|k: &ResourceKey| k.name() == "mark");
-    let builder = config(vec![single.into(), batch.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![single.into(), batch.into()], &clock);
 
     let snapshot = builder
         .build([key("market:price:BTC"), key("market:mark:BTC")])
@@ -1418,9 +1361,7 @@ async fn b5_35_inline_synchronous_fetchers_run_on_the_caller_thread() {
     })
     .inline()
     .with_supports(|k: &ResourceKey| k.name() == "mark");
-    let builder = config(vec![single.into(), batch.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![single.into(), batch.into()], &clock);
 
     builder
         .build([key("market:price:BTC"), key("market:mark:BTC")])
@@ -1535,9 +1476,7 @@ async fn panicking_primary_falls_back_to_the_next_source() {
     )
     .with_priority(10);
     let fallback = constant("fallback", 9, &log).with_priority(1);
-    let builder = config(vec![primary.into(), fallback.into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![primary.into(), fallback.into()], &clock);
     let price = key("market:price:BTC");
 
     let snapshot = builder
@@ -1594,9 +1533,7 @@ async fn b5_36_payloads_are_shared_immutable_arcs_not_copies() {
 async fn b5_40_public_behaviour_of_a_single_source_build() {
     let clock = manual_clock();
     let log = new_log();
-    let builder = config(vec![constant("rest", 7, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let builder = chain(vec![constant("rest", 7, &log).into()], &clock);
     let price = key("market:price:BTC");
 
     let snapshot = builder.build([price.clone()]).await.expect("build");
