@@ -16,14 +16,16 @@ use std::time::Duration;
 
 use coalestra_cache::PublishOptions;
 use coalestra_core::{
-    BuildErrorKind, CircuitBreakerPolicy, Clock, CoalestraError, FetchContext, FnSource,
-    FreshnessPolicy, ManualClock, Payload, ResiliencePolicy, ResourceKey, RetryPolicy, Snapshot,
-    SourceError, SourceOutput, SourceRef, Timestamp,
+    BuildErrorKind, Clock, CoalestraError, FetchContext, FnSource, FreshnessPolicy, ManualClock,
+    Payload, ResourceKey, Snapshot, SourceError, SourceOutput, Timestamp,
 };
 use coalestra_orchestration::{
-    BuilderConfig, ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder,
+    ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder, SnapshotSession,
 };
 use coalestra_test::{key, MockDerivedSource, MockHandle, MockSource};
+
+mod support;
+use support::{long_ttl, single_attempt_config as config};
 
 /// Far beyond any legitimate stage on the paused clock.
 const HANG_GUARD: Duration = Duration::from_secs(30);
@@ -46,20 +48,6 @@ fn chained() -> ResourceKey {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-fn long_ttl() -> FreshnessPolicy {
-    FreshnessPolicy::new(Duration::from_secs(600), Duration::from_secs(1200)).expect("valid policy")
-}
-
-fn config(sources: Vec<SourceRef>, clock: &ManualClock) -> BuilderConfig {
-    SnapshotBuilder::builder(sources)
-        .clock(Arc::new(clock.clone()))
-        .resilience(single_attempt())
 }
 
 /// Calls per rendered key.
@@ -99,6 +87,29 @@ fn text<'a>(snapshot: &'a Snapshot, key: &ResourceKey) -> &'a str {
     snapshot
         .value::<String>(key)
         .unwrap_or_else(|e| panic!("{key} should hold a string: {e}"))
+}
+
+/// A builder over [`numbered`] "rest" on a manual clock at 1000 s, with
+/// the clock and the call counts.
+fn numbered_rest() -> (ManualClock, Calls, SnapshotBuilder) {
+    let clock = ManualClock::new(1_000.0);
+    let calls = Calls::default();
+    let builder = config(vec![numbered("rest", &calls).into()], &clock)
+        .build()
+        .expect("valid builder");
+    (clock, calls, builder)
+}
+
+/// Resolves `keys` as a default stage of `session`, which must succeed.
+async fn stage<const N: usize>(
+    session: &SnapshotSession,
+    keys: [ResourceKey; N],
+    label: &str,
+) -> Snapshot {
+    session
+        .resolve(keys, ResolveOptions::new())
+        .await
+        .expect(label)
 }
 
 /// raw (source "raw", value 1) → doubled = raw * 2 → chained = doubled + 1.
@@ -142,15 +153,9 @@ async fn b13_1_stages_share_one_identity_and_pin_values_despite_zero_ttl() {
     assert_eq!(session.id(), "cycle-1");
     assert_eq!(session.created_at(), Timestamp::from_secs(1_000.0));
 
-    let first = session
-        .resolve([a()], ResolveOptions::new())
-        .await
-        .expect("stage 1");
+    let first = stage(&session, [a()], "stage 1").await;
     clock.advance_secs(5.0);
-    let second = session
-        .resolve([a(), b()], ResolveOptions::new())
-        .await
-        .expect("stage 2");
+    let second = stage(&session, [a(), b()], "stage 2").await;
     let current = session.snapshot().await.expect("snapshot");
 
     for snapshot in [&first, &second, &current] {
@@ -187,17 +192,11 @@ async fn pinned_values_survive_cache_ttl_expiry_between_stages() {
         .expect("valid builder");
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let first = session
-        .resolve([a()], ResolveOptions::new())
-        .await
-        .expect("stage 1");
+    let first = stage(&session, [a()], "stage 1").await;
     let pinned = first.get(&a()).expect("A").clone();
     // Far past the TTL and the stale window: the cache entry is gone.
     clock.advance_secs(60.0);
-    let second = session
-        .resolve([a(), b()], ResolveOptions::new())
-        .await
-        .expect("stage 2");
+    let second = stage(&session, [a(), b()], "stage 2").await;
 
     let a_now = second.get(&a()).expect("A");
     assert_eq!(text(&second, &a()), "A-1");
@@ -215,10 +214,7 @@ async fn later_stages_derive_from_values_pinned_by_earlier_stages() {
     let (builder, raw_handle, derive_handle) = chain_builder(&clock);
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let first = session
-        .resolve([raw()], ResolveOptions::new())
-        .await
-        .expect("stage 1");
+    let first = stage(&session, [raw()], "stage 1").await;
     assert_eq!(first.value::<u64>(&raw()).expect("raw"), &1);
     let raw_version = first.get(&raw()).expect("raw").version();
     // The source moves on and the cache forgets raw: stage 2 must still
@@ -230,10 +226,7 @@ async fn later_stages_derive_from_values_pinned_by_earlier_stages() {
         .await
         .expect("invalidate");
 
-    let second = session
-        .resolve([doubled()], ResolveOptions::new())
-        .await
-        .expect("stage 2");
+    let second = stage(&session, [doubled()], "stage 2").await;
 
     assert_eq!(second.value::<u64>(&doubled()).expect("doubled"), &2);
     assert_eq!(
@@ -334,10 +327,7 @@ async fn internal_dependencies_are_pinned_but_hidden_until_requested() {
     let (builder, raw_handle, derive_handle) = chain_builder(&clock);
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let first = session
-        .resolve([chained()], ResolveOptions::new())
-        .await
-        .expect("stage 1");
+    let first = stage(&session, [chained()], "stage 1").await;
     assert_eq!(first.value::<u64>(&chained()).expect("chained"), &3);
     for snapshot in [&first, &session.snapshot().await.expect("snapshot")] {
         assert_eq!(
@@ -349,10 +339,7 @@ async fn internal_dependencies_are_pinned_but_hidden_until_requested() {
     }
 
     // Requesting them later exposes the very revisions chained was built on.
-    let second = session
-        .resolve([raw(), doubled()], ResolveOptions::new())
-        .await
-        .expect("stage 2");
+    let second = stage(&session, [raw(), doubled()], "stage 2").await;
     let (raw_v, doubled_v, chained_v) = (
         second.get(&raw()).expect("raw"),
         second.get(&doubled()).expect("doubled"),
@@ -370,21 +357,11 @@ async fn internal_dependencies_are_pinned_but_hidden_until_requested() {
 
 #[tokio::test(start_paused = true)]
 async fn stage_snapshots_are_immutable_and_the_session_snapshot_has_diagnostics() {
-    let clock = ManualClock::new(1_000.0);
-    let calls = Calls::default();
-    let builder = config(vec![numbered("rest", &calls).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let (_clock, _calls, builder) = numbered_rest();
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let first = session
-        .resolve([a()], ResolveOptions::new())
-        .await
-        .expect("stage 1");
-    let second = session
-        .resolve([b()], ResolveOptions::new())
-        .await
-        .expect("stage 2");
+    let first = stage(&session, [a()], "stage 1").await;
+    let second = stage(&session, [b()], "stage 2").await;
 
     assert_eq!(first.keys().cloned().collect::<Vec<_>>(), vec![a()]);
     assert_eq!(second.keys().cloned().collect::<Vec<_>>(), vec![a(), b()]);
@@ -402,20 +379,10 @@ async fn stage_snapshots_are_immutable_and_the_session_snapshot_has_diagnostics(
 // B13.23 (source-only in the original)
 #[tokio::test(start_paused = true)]
 async fn b13_23_session_diagnostics_accumulate_across_stages() {
-    let clock = ManualClock::new(1_000.0);
-    let calls = Calls::default();
-    let builder = config(vec![numbered("rest", &calls).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let (_clock, _calls, builder) = numbered_rest();
     let session = builder.session(SessionOptions::new()).expect("session");
-    session
-        .resolve([a()], ResolveOptions::new())
-        .await
-        .expect("stage 1");
-    session
-        .resolve([b()], ResolveOptions::new())
-        .await
-        .expect("stage 2");
+    stage(&session, [a()], "stage 1").await;
+    stage(&session, [b()], "stage 2").await;
 
     let current = session.snapshot().await.expect("snapshot");
     let diagnostics = current.diagnostics().expect("diagnostics");
@@ -447,10 +414,7 @@ async fn b4_10_a_publication_after_pinning_is_seen_by_new_builds_not_by_the_sess
     assert!(published.is_published());
 
     let session = builder.session(SessionOptions::new()).expect("session");
-    let first = session
-        .resolve([a()], ResolveOptions::new())
-        .await
-        .expect("stage 1");
+    let first = stage(&session, [a()], "stage 1").await;
     assert_eq!(text(&first, &a()), "v1");
 
     clock.advance_secs(1.0);
@@ -464,10 +428,7 @@ async fn b4_10_a_publication_after_pinning_is_seen_by_new_builds_not_by_the_sess
         .expect("publish v2");
     assert!(published.is_published());
 
-    let again = session
-        .resolve([a()], ResolveOptions::new())
-        .await
-        .expect("stage 2");
+    let again = stage(&session, [a()], "stage 2").await;
     assert_eq!(text(&again, &a()), "v1");
     assert_eq!(
         text(&session.snapshot().await.expect("snapshot"), &a()),
@@ -490,16 +451,9 @@ async fn b4_10_a_publication_after_pinning_is_seen_by_new_builds_not_by_the_sess
 // B13.4
 #[tokio::test(start_paused = true)]
 async fn b13_4_a_closed_session_refuses_work_and_the_builder_keeps_working() {
-    let clock = ManualClock::new(1_000.0);
-    let calls = Calls::default();
-    let builder = config(vec![numbered("rest", &calls).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let (_clock, calls, builder) = numbered_rest();
     let session = builder.session(SessionOptions::new()).expect("session");
-    session
-        .resolve([a()], ResolveOptions::new())
-        .await
-        .expect("stage");
+    stage(&session, [a()], "stage").await;
 
     session.close().await;
     session.close().await; // idempotent
@@ -547,12 +501,7 @@ async fn closing_a_session_releases_its_pinned_values() {
         .build()
         .expect("valid builder");
     let session = builder.session(SessionOptions::new()).expect("session");
-    drop(
-        session
-            .resolve([a()], ResolveOptions::new())
-            .await
-            .expect("stage"),
-    );
+    drop(stage(&session, [a()], "stage").await);
     let baseline = 2; // the test and the source closure
     assert_eq!(
         Arc::strong_count(&marker),
@@ -567,11 +516,7 @@ async fn closing_a_session_releases_its_pinned_values() {
 
 #[tokio::test(start_paused = true)]
 async fn a_closed_builder_opens_no_session() {
-    let clock = ManualClock::new(1_000.0);
-    let calls = Calls::default();
-    let builder = config(vec![numbered("rest", &calls).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let (_clock, calls, builder) = numbered_rest();
     let session = builder.session(SessionOptions::new()).expect("session");
     builder.close().await;
 
@@ -760,11 +705,7 @@ async fn b13_22_a_strict_stage_past_the_deadline_fails_without_a_snapshot() {
 // B11.29
 #[tokio::test(start_paused = true)]
 async fn b11_29_a_zero_session_deadline_is_rejected() {
-    let clock = ManualClock::new(1_000.0);
-    let calls = Calls::default();
-    let builder = config(vec![numbered("rest", &calls).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let (_clock, _calls, builder) = numbered_rest();
 
     let error = builder
         .session(SessionOptions::new().deadline(Duration::ZERO))
@@ -786,11 +727,7 @@ async fn b11_29_a_zero_session_deadline_is_rejected() {
 // B22.39
 #[tokio::test(start_paused = true)]
 async fn b22_39_resolving_no_keys_is_rejected_before_any_work() {
-    let clock = ManualClock::new(1_000.0);
-    let calls = Calls::default();
-    let builder = config(vec![numbered("rest", &calls).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let (_clock, calls, builder) = numbered_rest();
     let session = builder.session(SessionOptions::new()).expect("session");
 
     let error = session
