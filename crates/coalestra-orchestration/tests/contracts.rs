@@ -20,11 +20,10 @@ use std::time::Duration;
 
 use coalestra_cache::PublishOptions;
 use coalestra_core::{
-    AcceptanceReason, AuthorityResolver, BuildError, BuildErrorKind, BuildOptions,
-    CircuitBreakerPolicy, Clock, CoalestraError, FreshnessPolicy, ManualClock, Payload,
-    PolicyResolver, ResiliencePolicy, ResourceAcceptanceRule, ResourceKey, RetryPolicy, Snapshot,
-    SnapshotAcceptancePolicy, SnapshotConsistencyPolicy, SnapshotRequest, SnapshotRequirement,
-    SourceAuthorityPolicy, SourceError, SourceOutput, SourceRef, Timestamp,
+    AcceptanceReason, AuthorityResolver, BuildError, BuildErrorKind, BuildOptions, Clock,
+    CoalestraError, FreshnessPolicy, ManualClock, Payload, PolicyResolver, ResourceAcceptanceRule,
+    ResourceKey, Snapshot, SnapshotAcceptancePolicy, SnapshotConsistencyPolicy, SnapshotRequest,
+    SnapshotRequirement, SourceAuthorityPolicy, SourceError, SourceOutput, SourceRef, Timestamp,
 };
 use coalestra_orchestration::{
     BuilderConfig, ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder,
@@ -33,6 +32,9 @@ use coalestra_orchestration::{
 use coalestra_test::{
     key, MockBatchSource, MockDerivedSource, MockHandle, MockSource, RecordingSink,
 };
+
+mod support;
+use support::{long_ttl, single_attempt_config};
 
 fn a() -> ResourceKey {
     key("market:price:A")
@@ -61,18 +63,8 @@ fn at(s: f64) -> Timestamp {
     Timestamp::from_secs(s)
 }
 
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-fn long_ttl() -> FreshnessPolicy {
-    FreshnessPolicy::new(Duration::from_secs(600), Duration::from_secs(1200)).expect("valid policy")
-}
-
 fn config(sources: Vec<SourceRef>, clock: &ManualClock, sink: &RecordingSink) -> BuilderConfig {
-    SnapshotBuilder::builder(sources)
-        .clock(Arc::new(clock.clone()))
-        .resilience(single_attempt())
+    single_attempt_config(sources, clock)
         .default_policy(long_ttl())
         .events(Arc::new(sink.clone()))
         .metrics(Arc::new(sink.clone()))
@@ -129,6 +121,27 @@ fn default_rule(rule: ResourceAcceptanceRule) -> SnapshotAcceptancePolicy {
         .default_rule(rule)
         .build()
         .expect("valid policy")
+}
+
+/// Builds `request` under the acceptance `policy` with default options.
+async fn build_accepting(
+    builder: &SnapshotBuilder,
+    request: SnapshotRequest,
+    policy: SnapshotAcceptancePolicy,
+) -> Result<Snapshot, CoalestraError> {
+    builder
+        .build_request(
+            &request.with_acceptance(policy).expect("policy"),
+            BuildOptions::new(),
+        )
+        .await
+}
+
+/// An any-of requirement over `keys` named "position".
+fn position_any_of<const N: usize>(keys: [ResourceKey; N]) -> SnapshotRequirement {
+    SnapshotRequirement::any_of(keys)
+        .expect("group")
+        .named("position")
 }
 
 fn build_error(error: &CoalestraError) -> &BuildError {
@@ -817,21 +830,11 @@ async fn b15_4_a_source_below_the_minimum_authority_is_rejected() {
 async fn b15_5_any_of_accepts_one_healthy_optional_resource() {
     let (builder, _h, _clock, _sink) = builder_at(100.0, &[(a(), 100.0)]);
     let policy = SnapshotAcceptancePolicy::builder()
-        .requirement(
-            SnapshotRequirement::any_of([a(), failing()])
-                .expect("group")
-                .named("position"),
-        )
+        .requirement(position_any_of([a(), failing()]))
         .build()
         .expect("policy");
 
-    let snapshot = builder
-        .build_request(
-            &request(&[], &[a(), failing()])
-                .with_acceptance(policy)
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    let snapshot = build_accepting(&builder, request(&[], &[a(), failing()]), policy)
         .await
         .expect("one member suffices");
 
@@ -862,13 +865,7 @@ async fn b15_6_requirements_count_only_members_passing_their_rules() {
 
     // Without B, A alone (10 s old) does not count.
     let (builder, _h, _clock, _sink) = builder_at(100.0, &[(a(), 90.0)]);
-    let error = builder
-        .build_request(
-            &request(&[], &[a(), b()])
-                .with_acceptance(policy)
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    let error = build_accepting(&builder, request(&[], &[a(), b()]), policy)
         .await
         .expect_err("no member passes its rule");
     let reasons: Vec<AcceptanceReason> = build_error(&error)
@@ -896,13 +893,7 @@ async fn b15_7_a_resource_rule_override_exempts_one_required_resource() {
         .build()
         .expect("policy");
 
-    builder
-        .build_request(
-            &required(&[a(), b()])
-                .with_acceptance(exempt)
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    build_accepting(&builder, required(&[a(), b()]), exempt)
         .await
         .expect("A is exempt from the default rule");
 
@@ -911,13 +902,7 @@ async fn b15_7_a_resource_rule_override_exempts_one_required_resource() {
         .requirement(SnapshotRequirement::all_of([a(), b()]).expect("group"))
         .build()
         .expect("policy");
-    let error = builder
-        .build_request(
-            &required(&[a(), b()])
-                .with_acceptance(strict)
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    let error = build_accepting(&builder, required(&[a(), b()]), strict)
         .await
         .expect_err("without the override A is too old");
     let violations = build_error(&error).acceptance_violations();
@@ -944,13 +929,7 @@ async fn b15_8_an_unsatisfied_at_least_requirement_reports_group_details() {
         .build()
         .expect("policy");
 
-    let error = builder
-        .build_request(
-            &request(&[], &[a(), b(), c()])
-                .with_acceptance(policy)
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    let error = build_accepting(&builder, request(&[], &[a(), b(), c()]), policy)
         .await
         .expect_err("no member resolved");
 
@@ -1067,21 +1046,11 @@ async fn b15_15_an_unsatisfied_requirement_reports_its_members_violations_first(
     let (builder, _h, _clock, _sink) = builder_at(100.0, &[(a(), 90.0), (b(), 80.0)]);
     let policy = SnapshotAcceptancePolicy::builder()
         .default_rule(max_age(5.0))
-        .requirement(
-            SnapshotRequirement::any_of([a(), b()])
-                .expect("group")
-                .named("position"),
-        )
+        .requirement(position_any_of([a(), b()]))
         .build()
         .expect("policy");
 
-    let error = builder
-        .build_request(
-            &request(&[], &[a(), b()])
-                .with_acceptance(policy)
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    let error = build_accepting(&builder, request(&[], &[a(), b()]), policy)
         .await
         .expect_err("both members are too old");
 
