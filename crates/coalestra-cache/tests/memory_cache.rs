@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use coalestra_cache::{MemoryCache, MemoryCacheConfig};
 use coalestra_core::{
-    CacheRead, CacheWrite, Freshness, PolicyResolver, ResourceKey, SnapshotCache, WriteOutcome,
+    CacheLookup, CacheRead, CacheWrite, Freshness, PolicyResolver, ResourceKey, SnapshotCache,
+    WriteOutcome,
 };
 use support::{at, forced, forever, key, payload_of, policy, ranked, value, write};
 
@@ -172,6 +173,78 @@ async fn get_many_answers_in_input_order_with_misses() {
     assert_eq!(hits[1].as_ref().unwrap().value.key(), &a);
     assert!(cache.write_many(Vec::new()).await.unwrap().is_empty());
     assert!(cache.get_many(&[], at(1.0)).await.unwrap().is_empty());
+}
+
+// The borrowed batch read answers exactly as the owned one: same order,
+// same classification, and the same counters.
+#[tokio::test]
+async fn lookup_many_answers_like_get_many_from_borrowed_keys() {
+    let cache = MemoryCache::new();
+    let fresh = key("order", "item", "FRESH");
+    let stale = key("order", "item", "STALE");
+    let absent = key("order", "item", "ABSENT");
+    cache
+        .write(write(value(&fresh, 1, "s", 100.0)))
+        .await
+        .unwrap();
+    cache
+        .write(write(value(&stale, 1, "s", 90.0)))
+        .await
+        .unwrap();
+    let window = policy(5.0, 20.0);
+    let lookups = [
+        CacheLookup {
+            key: &absent,
+            policy: &window,
+        },
+        CacheLookup {
+            key: &stale,
+            policy: &window,
+        },
+        CacheLookup {
+            key: &fresh,
+            policy: &window,
+        },
+    ];
+    let borrowed = cache.lookup_many(&lookups, at(101.0)).await.unwrap();
+    let owned = cache
+        .get_many(
+            &[
+                read(&absent, 5.0, 20.0),
+                read(&stale, 5.0, 20.0),
+                read(&fresh, 5.0, 20.0),
+            ],
+            at(101.0),
+        )
+        .await
+        .unwrap();
+    let summary =
+        |hits: &[Option<coalestra_core::CacheHit>]| -> Vec<Option<(String, Freshness, Duration)>> {
+            hits.iter()
+                .map(|h| {
+                    h.as_ref()
+                        .map(|h| (h.value.key().to_string(), h.freshness, h.age))
+                })
+                .collect()
+        };
+    assert_eq!(summary(&borrowed), summary(&owned));
+    assert_eq!(
+        summary(&borrowed),
+        vec![
+            None,
+            Some((
+                stale.to_string(),
+                Freshness::StaleUsable,
+                Duration::from_secs(11)
+            )),
+            Some((fresh.to_string(), Freshness::Fresh, Duration::from_secs(1))),
+        ]
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.fresh_hits, stats.stale_hits, stats.misses),
+        (2, 2, 2)
+    );
 }
 
 #[tokio::test]

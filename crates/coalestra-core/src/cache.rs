@@ -50,6 +50,25 @@ pub struct CacheRead {
     pub policy: FreshnessPolicy,
 }
 
+/// One key to read with its freshness policy, both borrowed: what
+/// [`SnapshotCache::lookup_many`] takes, so a batch read copies no key.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLookup<'a> {
+    /// The key.
+    pub key: &'a ResourceKey,
+    /// The key's policy.
+    pub policy: &'a FreshnessPolicy,
+}
+
+impl<'a> From<&'a CacheRead> for CacheLookup<'a> {
+    fn from(read: &'a CacheRead) -> Self {
+        Self {
+            key: &read.key,
+            policy: &read.policy,
+        }
+    }
+}
+
 /// A cache hit.
 #[derive(Debug, Clone)]
 pub struct CacheHit {
@@ -220,6 +239,26 @@ pub trait SnapshotCache: Send + Sync + fmt::Debug {
         reads: &[CacheRead],
         now: Timestamp,
     ) -> Result<Vec<Option<CacheHit>>, CacheError>;
+
+    /// Reads several borrowed keys at `now`, like [`get_many`](Self::get_many).
+    ///
+    /// The engine reads through this method. The default copies the keys
+    /// into [`CacheRead`]s and calls `get_many`; a cache that can read from
+    /// borrowed keys overrides it to save those copies.
+    async fn lookup_many(
+        &self,
+        lookups: &[CacheLookup<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
+        let reads: Vec<CacheRead> = lookups
+            .iter()
+            .map(|l| CacheRead {
+                key: l.key.clone(),
+                policy: *l.policy,
+            })
+            .collect();
+        self.get_many(&reads, now).await
+    }
 
     /// Writes several revisions conditionally; results follow input order.
     /// Several candidates for one key keep the winner whatever their order.

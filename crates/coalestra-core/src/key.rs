@@ -401,6 +401,13 @@ impl ResourceKey {
     }
 }
 
+impl ResourceKey {
+    /// The hash computed once at construction (what [`KeyHashing`] passes on).
+    pub(crate) fn precomputed_hash(&self) -> u64 {
+        self.0.hash
+    }
+}
+
 impl PartialEq for ResourceKey {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

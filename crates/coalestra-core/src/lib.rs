@@ -34,6 +34,7 @@ pub mod key;
 pub mod metadata;
 pub mod observation;
 pub mod payload;
+mod positions;
 pub mod request;
 pub mod resilience;
 pub mod sink;
@@ -50,7 +51,7 @@ pub use adapters::{Declarations, FnBatchSource, FnDerivedSource, FnSource, Sourc
 pub use async_trait::async_trait;
 pub use authority::{AuthorityResolver, SourceAuthorityPolicy};
 pub use cache::{
-    CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, Freshness, SnapshotCache,
+    CacheError, CacheHit, CacheLookup, CacheRead, CacheStats, CacheWrite, Freshness, SnapshotCache,
     WriteOutcome, WriteResult,
 };
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, Timestamp};

@@ -6,8 +6,9 @@ use std::time::Duration;
 use crate::acceptance::SnapshotAcceptancePolicy;
 use crate::consistency::SnapshotConsistencyPolicy;
 use crate::error::CoalestraError;
-use crate::key::{KeyHashing, KeyMap, ResourceKey};
+use crate::key::{KeyMap, ResourceKey};
 use crate::metadata::Metadata;
+use crate::positions::{KeyPositions, MAX_TAG};
 
 /// Required and optional resources of one build.
 ///
@@ -129,10 +130,17 @@ fn dedup(keys: impl IntoIterator<Item = ResourceKey>) -> Vec<ResourceKey> {
         return keys;
     }
     // Most requests have no duplicate: detect that without copying a key.
-    let has_duplicate = {
-        let mut seen: std::collections::HashSet<&ResourceKey, KeyHashing> =
-            std::collections::HashSet::with_capacity_and_hasher(keys.len(), KeyHashing::default());
-        keys.iter().any(|k| !seen.insert(k))
+    let has_duplicate = match u32::try_from(keys.len()) {
+        Ok(n) if n <= MAX_TAG => {
+            let mut seen = KeyPositions::default();
+            seen.reserve(keys.len());
+            (0..n).any(|i| {
+                let key = &keys[i as usize];
+                seen.find_or_insert(key, i, |j| keys[j as usize] == *key)
+                    .is_some()
+            })
+        }
+        _ => true,
     };
     if !has_duplicate {
         return keys;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::clock::Timestamp;
 use crate::diagnostics::SnapshotDiagnostics;
 use crate::error::{ResourceError, ValueError};
-use crate::key::{KeyMap, ResourceKey};
+use crate::key::ResourceKey;
 use crate::metadata::Metadata;
+use crate::positions::{KeyPositions, MAX_TAG};
 use crate::value::SnapshotValue;
 
 struct SnapshotInner {
@@ -15,17 +16,37 @@ struct SnapshotInner {
     created_at: Timestamp,
     values: Vec<SnapshotValue>,
     errors: Vec<ResourceError>,
-    index: KeyMap<Slot>,
+    index: KeyPositions,
     /// Whether `index` is kept complete (otherwise keys are found by scanning).
     indexed: bool,
     diagnostics: Option<SnapshotDiagnostics>,
     metadata: Metadata,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Slot {
     Value(usize),
     Error(usize),
+}
+
+impl Slot {
+    /// The index tag of this slot: the position, then one bit for errors.
+    fn tag(self) -> u32 {
+        // `index_if_large` keeps snapshots too large for a tag unindexed.
+        match self {
+            Slot::Value(i) => (i as u32) << 1,
+            Slot::Error(i) => ((i as u32) << 1) | 1,
+        }
+    }
+
+    fn from_tag(tag: u32) -> Self {
+        let at = (tag >> 1) as usize;
+        if tag & 1 == 0 {
+            Slot::Value(at)
+        } else {
+            Slot::Error(at)
+        }
+    }
 }
 
 /// Snapshots of at most this many entries find a key by scanning: no hash
@@ -33,10 +54,23 @@ enum Slot {
 /// Larger ones (or ones reserved larger) keep `index` complete.
 const SCAN_LIMIT: usize = 8;
 
+/// Entries beyond this many cannot be tagged: such a snapshot is scanned.
+const INDEX_LIMIT: usize = (MAX_TAG >> 1) as usize;
+
 impl SnapshotInner {
+    fn key_at(&self, slot: Slot) -> Option<&ResourceKey> {
+        match slot {
+            Slot::Value(i) => self.values.get(i).map(SnapshotValue::key),
+            Slot::Error(i) => self.errors.get(i).map(ResourceError::key),
+        }
+    }
+
     fn slot(&self, key: &ResourceKey) -> Option<Slot> {
         if self.indexed {
-            return self.index.get(key).copied();
+            return self
+                .index
+                .find(key, |tag| self.key_at(Slot::from_tag(tag)) == Some(key))
+                .map(Slot::from_tag);
         }
         if let Some(i) = self.values.iter().position(|v| v.key() == key) {
             return Some(Slot::Value(i));
@@ -50,46 +84,56 @@ impl SnapshotInner {
     /// Builds the index once the snapshot outgrows scanning (or is about to,
     /// by `extra` more entries).
     fn index_if_large(&mut self, extra: usize) {
-        if !self.indexed && self.values.len() + self.errors.len() + extra > SCAN_LIMIT {
+        let entries = self.values.len() + self.errors.len();
+        if !self.indexed && entries + extra > SCAN_LIMIT && entries + extra <= INDEX_LIMIT {
             self.indexed = true;
-            self.reindex_values();
-            self.reindex_errors();
+            self.index.reserve(entries + extra);
+            self.reindex();
         }
     }
 
     /// Appends a value for a key not present.
     fn add_value(&mut self, value: SnapshotValue) {
-        if self.indexed {
-            self.index
-                .insert(value.key().clone(), Slot::Value(self.values.len()));
-        }
+        let slot = Slot::Value(self.values.len());
         self.values.push(value);
+        self.note_added(slot);
     }
 
     /// Appends an error for a key not present.
     fn add_error(&mut self, error: ResourceError) {
-        if self.indexed {
-            self.index
-                .insert(error.key().clone(), Slot::Error(self.errors.len()));
-        }
+        let slot = Slot::Error(self.errors.len());
         self.errors.push(error);
+        self.note_added(slot);
     }
 
-    /// Re-records every value's position (after one was removed).
-    fn reindex_values(&mut self) {
-        if self.indexed {
-            for (i, v) in self.values.iter().enumerate() {
-                self.index.insert(v.key().clone(), Slot::Value(i));
-            }
+    /// Indexes the entry just appended at `slot`.
+    fn note_added(&mut self, slot: Slot) {
+        if !self.indexed {
+            return;
         }
+        if self.values.len() + self.errors.len() > INDEX_LIMIT {
+            self.indexed = false;
+            self.index = KeyPositions::default();
+            return;
+        }
+        let key = match slot {
+            Slot::Value(i) => self.values[i].key(),
+            Slot::Error(i) => self.errors[i].key(),
+        };
+        self.index.insert_absent(key, slot.tag());
     }
 
-    /// Re-records every error's position (after one was removed).
-    fn reindex_errors(&mut self) {
-        if self.indexed {
-            for (i, e) in self.errors.iter().enumerate() {
-                self.index.insert(e.key().clone(), Slot::Error(i));
-            }
+    /// Re-records every entry's position (after one was removed).
+    fn reindex(&mut self) {
+        if !self.indexed {
+            return;
+        }
+        self.index.clear();
+        for (i, v) in self.values.iter().enumerate() {
+            self.index.insert_absent(v.key(), Slot::Value(i).tag());
+        }
+        for (i, e) in self.errors.iter().enumerate() {
+            self.index.insert_absent(e.key(), Slot::Error(i).tag());
         }
     }
 }
@@ -122,7 +166,7 @@ impl Snapshot {
                 created_at,
                 values: Vec::new(),
                 errors: Vec::new(),
-                index: KeyMap::default(),
+                index: KeyPositions::default(),
                 indexed: false,
                 diagnostics: None,
                 metadata: Metadata::new(),
@@ -246,24 +290,34 @@ impl SnapshotParts {
     /// Reserves room for `n` values.
     pub fn reserve(&mut self, n: usize) {
         self.inner.values.reserve(n);
-        if self.inner.values.len() + self.inner.errors.len() + n > SCAN_LIMIT {
+        if self.inner.indexed {
             self.inner.index.reserve(n);
+        } else {
             self.inner.index_if_large(n);
         }
     }
 
     /// Adds (or replaces) a value.
+    #[inline]
     pub fn push_value(&mut self, value: SnapshotValue) {
         let inner = &mut self.inner;
-        let slot = if inner.indexed {
-            // One hash probe for the common case, a key not seen yet.
-            match inner.index.entry(value.key().clone()) {
-                std::collections::hash_map::Entry::Vacant(vacant) => {
-                    vacant.insert(Slot::Value(inner.values.len()));
+        let slot = if inner.indexed && inner.values.len() + inner.errors.len() < INDEX_LIMIT {
+            // One probe for the common case, a key not seen yet.
+            let next = Slot::Value(inner.values.len());
+            let (values, errors) = (&inner.values, &inner.errors);
+            let key = value.key();
+            let existing = inner
+                .index
+                .find_or_insert(key, next.tag(), |tag| match Slot::from_tag(tag) {
+                    Slot::Value(i) => values.get(i).map(SnapshotValue::key) == Some(key),
+                    Slot::Error(i) => errors.get(i).map(ResourceError::key) == Some(key),
+                });
+            match existing {
+                None => {
                     inner.values.push(value);
                     return;
                 }
-                std::collections::hash_map::Entry::Occupied(occupied) => Some(*occupied.get()),
+                Some(tag) => Some(Slot::from_tag(tag)),
             }
         } else {
             inner.slot(value.key())
@@ -272,8 +326,8 @@ impl SnapshotParts {
             Some(Slot::Value(i)) => inner.values[i] = value,
             Some(Slot::Error(i)) => {
                 inner.errors.remove(i);
-                inner.reindex_errors();
-                inner.add_value(value);
+                inner.values.push(value);
+                inner.reindex();
             }
             None => inner.add_value(value),
         }
@@ -287,8 +341,8 @@ impl SnapshotParts {
             Some(Slot::Error(i)) => inner.errors[i] = error,
             Some(Slot::Value(i)) => {
                 inner.values.remove(i);
-                inner.reindex_values();
-                inner.add_error(error);
+                inner.errors.push(error);
+                inner.reindex();
             }
             None => inner.add_error(error),
         }
@@ -298,21 +352,16 @@ impl SnapshotParts {
     /// Removes a key entirely.
     pub fn remove(&mut self, key: &ResourceKey) {
         let inner = &mut self.inner;
-        let slot = inner.slot(key);
-        if inner.indexed {
-            inner.index.remove(key);
-        }
-        match slot {
+        match inner.slot(key) {
             Some(Slot::Value(i)) => {
                 inner.values.remove(i);
-                inner.reindex_values();
             }
             Some(Slot::Error(i)) => {
                 inner.errors.remove(i);
-                inner.reindex_errors();
             }
-            None => {}
+            None => return,
         }
+        inner.reindex();
     }
 
     /// Adds a value (builder style).

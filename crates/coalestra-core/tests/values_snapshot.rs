@@ -393,7 +393,7 @@ fn snapshot_assembly_matches_a_simple_model_at_every_size() {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         (seed >> 33) % bound
     };
-    for keys in [2_usize, 5, 8, 9, 12, 30] {
+    for keys in [2_usize, 5, 8, 9, 12, 30, 100, 300] {
         for round in 0..40 {
             let ops: Vec<Op> = (0..keys * 3)
                 .map(|_| {

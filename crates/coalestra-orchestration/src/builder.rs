@@ -18,6 +18,7 @@ use crate::config::BuilderConfig;
 use crate::engine::Engine;
 use crate::evaluate::Evaluated;
 use crate::job::Job;
+use crate::resolve::settle;
 use crate::session::{SessionOptions, SnapshotSession};
 use crate::stats::Skew;
 
@@ -179,15 +180,18 @@ impl SnapshotBuilder {
             snapshot_id = %job.ctx.snapshot_id,
             resources = keys.len()
         );
-        let outcomes = engine.resolve(keys, &job, &[]).instrument(span).await?;
+        let slots = engine
+            .resolve_slots(keys, &job, &[])
+            .instrument(span)
+            .await?;
         let mut parts = Snapshot::parts(job.ctx.snapshot_id.clone(), job.ctx.requested_at)
             .metadata(job.ctx.metadata.clone());
         parts.reserve(keys.len());
         let mut required_errors = Vec::new();
         let mut resolved = 0u64;
         let mut skew = Skew::default();
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
+        for (i, (slot, key)) in slots.into_iter().zip(keys).enumerate() {
+            match settle(slot, key) {
                 Ok(value) => {
                     resolved += 1;
                     skew.note(value.observed_at());

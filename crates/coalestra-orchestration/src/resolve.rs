@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use coalestra_core::{
-    CacheError, CacheRead, Event, Freshness, FreshnessPolicy, RefreshMode, ResourceError,
+    CacheError, CacheLookup, Event, Freshness, FreshnessPolicy, RefreshMode, ResourceError,
     ResourceKey, SnapshotValue, SourceError, SourceFailure,
 };
 
@@ -25,6 +25,11 @@ fn never_cached(policy: &FreshnessPolicy) -> bool {
     policy.ttl().is_zero() && policy.max_stale().is_zero()
 }
 
+/// The outcome of a resolved slot: a key no step reached failed its deadline.
+pub(crate) fn settle(slot: Option<Outcome>, key: &ResourceKey) -> Outcome {
+    slot.unwrap_or_else(|| deadline_outcome(key, "before resolution"))
+}
+
 /// A deadline failure attributed to the snapshot itself.
 pub(crate) fn deadline_outcome(key: &ResourceKey, phase: &str) -> Outcome {
     let failure = SourceFailure::new("snapshot", SourceError::deadline(phase), 0);
@@ -34,12 +39,28 @@ pub(crate) fn deadline_outcome(key: &ResourceKey, phase: &str) -> Outcome {
 impl Engine {
     /// Resolves `keys` (results in input order). `path` is empty for a job's
     /// top level and lists the derived keys being computed otherwise.
-    pub(crate) fn resolve<'a>(
+    pub(crate) async fn resolve(
+        self: &Arc<Self>,
+        keys: &[ResourceKey],
+        job: &Arc<Job>,
+        path: &[ResourceKey],
+    ) -> Result<Vec<Outcome>, CacheError> {
+        let slots = self.resolve_slots(keys, job, path).await?;
+        Ok(slots
+            .into_iter()
+            .zip(keys)
+            .map(|(slot, key)| settle(slot, key))
+            .collect())
+    }
+
+    /// [`resolve`](Self::resolve) without the final pass: a key that no step
+    /// reached (a deadline passed first) is `None`; [`settle`] reports it.
+    pub(crate) fn resolve_slots<'a>(
         self: &'a Arc<Self>,
         keys: &'a [ResourceKey],
         job: &'a Arc<Job>,
         path: &'a [ResourceKey],
-    ) -> BoxFuture<'a, Result<Vec<Outcome>, CacheError>> {
+    ) -> BoxFuture<'a, Result<Vec<Option<Outcome>>, CacheError>> {
         Box::pin(async move {
             let mut outcomes: Vec<Option<Outcome>> = vec![None; keys.len()];
             // Stale candidates are rare: the vector grows only when one shows.
@@ -120,11 +141,6 @@ impl Engine {
                     });
                 }
             }
-            let outcomes: Vec<Outcome> = outcomes
-                .into_iter()
-                .zip(keys)
-                .map(|(o, k)| o.unwrap_or_else(|| deadline_outcome(k, "before resolution")))
-                .collect();
             job.learn(&outcomes);
             Ok(outcomes)
         })
@@ -139,15 +155,15 @@ impl Engine {
         outcomes: &mut [Option<Outcome>],
         stale: &mut Vec<Option<SnapshotValue>>,
     ) -> Result<(), CacheError> {
-        let reads: Vec<CacheRead> = indices
+        let lookups: Vec<CacheLookup<'_>> = indices
             .iter()
-            .map(|&i| CacheRead {
-                key: all_keys[i].clone(),
-                policy: policies[i],
+            .map(|&i| CacheLookup {
+                key: &all_keys[i],
+                policy: &policies[i],
             })
             .collect();
         let now = self.clock.now();
-        let read = self.cache.get_many(&reads, now);
+        let read = self.cache.lookup_many(&lookups, now);
         let hits = match job.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
                 Ok(hits) => hits?,

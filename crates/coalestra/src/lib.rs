@@ -41,11 +41,11 @@ pub use coalestra_core::{
 #[doc(inline)]
 pub use coalestra_core::{
     AuthorityResolver, BatchOutput, BatchSource, BuildError, BuildErrorKind, BuildOptions,
-    CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy, CircuitScope,
-    Clock, CoalestraError, ConfigError, CycleError, Declarations, DerivedSource, Event, EventSink,
-    Execution, FetchContext, FnBatchSource, FnDerivedSource, FnSource, Freshness, FreshnessPolicy,
-    KeyError, KeyMap, KeyNormalizer, ManualClock, Metadata, MetadataValue, MetricsSink,
-    NormalizeParts, NullSink, ObservationPolicy, Payload, PolicyResolver, RefreshMode,
+    CacheError, CacheHit, CacheLookup, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
+    CircuitScope, Clock, CoalestraError, ConfigError, CycleError, Declarations, DerivedSource,
+    Event, EventSink, Execution, FetchContext, FnBatchSource, FnDerivedSource, FnSource, Freshness,
+    FreshnessPolicy, KeyError, KeyMap, KeyNormalizer, ManualClock, Metadata, MetadataValue,
+    MetricsSink, NormalizeParts, NullSink, ObservationPolicy, Payload, PolicyResolver, RefreshMode,
     ResiliencePolicy, ResolutionError, ResourceError, ResourceKey, RetryPolicy, SharedClock,
     Snapshot, SnapshotCache, SnapshotDiagnostics, SnapshotParts, SnapshotRequest, SnapshotValue,
     Source, SourceAuthorityPolicy, SourceError, SourceFailure, SourceInfo, SourceOptions,

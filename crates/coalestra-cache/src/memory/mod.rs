@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coalestra_core::key::KeyHashing;
 use coalestra_core::{
-    CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, Freshness, PolicyResolver,
-    ResourceKey, SnapshotCache, SnapshotValue, Timestamp, WriteResult,
+    CacheError, CacheHit, CacheLookup, CacheRead, CacheStats, CacheWrite, Freshness,
+    PolicyResolver, ResourceKey, SnapshotCache, SnapshotValue, Timestamp, WriteResult,
 };
 use moka::notification::RemovalCause;
 use moka::ops::compute::Op;
@@ -351,8 +351,27 @@ impl MemoryCache {
         applied.result
     }
 
-    fn read_one(&self, read: &CacheRead, now: Timestamp) -> Option<CacheHit> {
-        let slot = self.store.get(&read.key)?;
+    /// Reads a batch; hit counters are added once per batch, not per key.
+    fn read_all<'a>(
+        &self,
+        lookups: impl ExactSizeIterator<Item = CacheLookup<'a>>,
+        now: Timestamp,
+    ) -> Vec<Option<CacheHit>> {
+        let hits: Vec<Option<CacheHit>> = lookups.map(|l| self.read_one(l, now)).collect();
+        let (mut fresh, mut stale, mut missed) = (0, 0, 0);
+        for hit in &hits {
+            match hit {
+                Some(h) if h.freshness.is_fresh() => fresh += 1,
+                Some(_) => stale += 1,
+                None => missed += 1,
+            }
+        }
+        self.counters.record_reads(fresh, stale, missed);
+        hits
+    }
+
+    fn read_one(&self, read: CacheLookup<'_>, now: Timestamp) -> Option<CacheHit> {
+        let slot = self.store.get(read.key)?;
         let hit = |value: &SnapshotValue, age: Duration, freshness: Freshness| CacheHit {
             value: value.as_cached(now, freshness == Freshness::StaleUsable),
             freshness,
@@ -373,13 +392,13 @@ impl MemoryCache {
             Err(judged) => judged,
         };
         if !freshness.is_usable() {
-            if self.remove_if_current(&read.key, &slot, stored.generation) {
+            if self.remove_if_current(read.key, &slot, stored.generation) {
                 self.counters.expired(1);
             }
             return None;
         }
         if !dependencies::dependencies_hold(&self.store, &stored.value) {
-            if self.remove_if_current(&read.key, &slot, stored.generation) {
+            if self.remove_if_current(read.key, &slot, stored.generation) {
                 self.counters.invalidated(1);
             }
             return None;
@@ -410,19 +429,15 @@ impl SnapshotCache for MemoryCache {
         reads: &[CacheRead],
         now: Timestamp,
     ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        let hits: Vec<Option<CacheHit>> =
-            reads.iter().map(|read| self.read_one(read, now)).collect();
-        // Hit counters are added once per batch, not once per key.
-        let (mut fresh, mut stale, mut missed) = (0, 0, 0);
-        for hit in &hits {
-            match hit {
-                Some(h) if h.freshness.is_fresh() => fresh += 1,
-                Some(_) => stale += 1,
-                None => missed += 1,
-            }
-        }
-        self.counters.record_reads(fresh, stale, missed);
-        Ok(hits)
+        Ok(self.read_all(reads.iter().map(CacheLookup::from), now))
+    }
+
+    async fn lookup_many(
+        &self,
+        lookups: &[CacheLookup<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
+        Ok(self.read_all(lookups.iter().copied(), now))
     }
 
     async fn write_many(
