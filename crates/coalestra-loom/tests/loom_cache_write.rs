@@ -324,7 +324,7 @@ impl Cache {
         }
     }
 
-    /// mod.rs:354-380 (the expiry branch of `read_one`).
+    /// mod.rs:373-399 (the expiry branch of `read_one`).
     fn read_one(&self, policy: &FreshnessPolicy, now: Timestamp) -> Read {
         let Some(slot) = self.get() else {
             return Read {
