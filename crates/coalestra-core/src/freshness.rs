@@ -275,6 +275,16 @@ impl PolicyResolver {
         self.default
     }
 
+    /// The policies of `keys`, in order: what [`resolve`](Self::resolve)
+    /// gives each key, in one pass (a resolver without overrides fills the
+    /// list without looking at the keys).
+    pub fn resolve_all(&self, keys: &[ResourceKey]) -> Vec<FreshnessPolicy> {
+        if self.exact.is_empty() && self.by_type.is_empty() && self.dynamic.is_none() {
+            return vec![self.default; keys.len()];
+        }
+        keys.iter().map(|key| self.resolve(key)).collect()
+    }
+
     /// The policy for `key`.
     pub fn resolve(&self, key: &ResourceKey) -> FreshnessPolicy {
         if !self.exact.is_empty() {

@@ -268,6 +268,19 @@ fn the_resolver_prefers_exact_then_type_then_dynamic_then_default() {
     assert_eq!(resolver.resolve(&key("market:candles:BTC")), default);
     assert_eq!(consulted.load(Ordering::SeqCst), 2);
     assert_eq!(resolver.default_policy(), default);
+
+    // The batch form gives each key what `resolve` gives it, in order.
+    let keys = [
+        key("market:candles:BTC"),
+        key("market:price:BTC"),
+        key("account:balance:1"),
+        key("market:price:ETH"),
+    ];
+    assert_eq!(
+        resolver.resolve_all(&keys),
+        vec![default, exact, dynamic, by_type]
+    );
+    assert_eq!(consulted.load(Ordering::SeqCst), 4, "dynamic asked per key");
 }
 
 #[test]
@@ -276,4 +289,10 @@ fn a_plain_resolver_returns_its_default_for_every_key() {
     assert_eq!(resolver.resolve(&key("a:b")), FreshnessPolicy::default());
     let custom = FreshnessPolicy::fresh_for(Duration::from_secs(9));
     assert_eq!(PolicyResolver::new(custom).resolve(&key("a:b:c")), custom);
+    let keys = [key("a:b"), key("c:d:e"), key("a:b:f")];
+    assert_eq!(
+        PolicyResolver::new(custom).resolve_all(&keys),
+        vec![custom; 3]
+    );
+    assert!(resolver.resolve_all(&[]).is_empty());
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use coalestra_core::{
-    CacheError, CacheLookup, Event, Freshness, FreshnessPolicy, RefreshMode, ResourceError,
-    ResourceKey, SnapshotValue, SourceError, SourceFailure,
+    CacheError, CacheHit, CacheLookup, Event, Freshness, FreshnessPolicy, RefreshMode,
+    ResourceError, ResourceKey, SnapshotValue, SourceError, SourceFailure,
 };
 
 use crate::engine::Engine;
@@ -25,7 +25,79 @@ fn never_cached(policy: &FreshnessPolicy) -> bool {
     policy.ttl().is_zero() && policy.max_stale().is_zero()
 }
 
+/// What a batch of cache hits fills in.
+struct Taken<'a> {
+    keys: &'a [ResourceKey],
+    policies: &'a [FreshnessPolicy],
+    job: &'a Arc<Job>,
+    outcomes: &'a mut [Option<Outcome>],
+    stale: &'a mut Vec<Option<SnapshotValue>>,
+}
+
+/// Counts of one cache batch, added to the build's counters once.
+#[derive(Default)]
+struct HitTally {
+    hits: u64,
+    misses: u64,
+    stale: u64,
+    metrics_on: bool,
+    events_on: bool,
+}
+
+impl HitTally {
+    /// Whether no sink wants to hear about single hits.
+    fn unobserved(&self) -> bool {
+        !self.metrics_on && !self.events_on
+    }
+
+    fn miss(&mut self, engine: &Engine, key: &ResourceKey) {
+        self.misses += 1;
+        if self.metrics_on {
+            engine
+                .emit
+                .count_resource("cache_access_total", key, &[("status", "miss")]);
+        }
+    }
+}
+
+/// Which keys of a resolution read the cache.
+enum Readable {
+    /// Every key, in order: none pinned, every policy allows some age.
+    All,
+    /// Only these positions.
+    Only(Vec<usize>),
+}
+
+impl Readable {
+    /// The keys not answered yet whose policy allows a cached revision.
+    fn of(outcomes: &[Option<Outcome>], policies: &[FreshnessPolicy]) -> Self {
+        let readable = |i: &usize| outcomes[*i].is_none() && !never_cached(&policies[*i]);
+        if (0..outcomes.len()).all(|i| readable(&i)) {
+            Readable::All
+        } else {
+            Readable::Only((0..outcomes.len()).filter(readable).collect())
+        }
+    }
+
+    /// How many of `n` keys read the cache.
+    fn count(&self, n: usize) -> usize {
+        match self {
+            Readable::All => n,
+            Readable::Only(indices) => indices.len(),
+        }
+    }
+
+    /// The key position of the `j`-th read.
+    fn position(&self, j: usize) -> usize {
+        match self {
+            Readable::All => j,
+            Readable::Only(indices) => indices[j],
+        }
+    }
+}
+
 /// The outcome of a resolved slot: a key no step reached failed its deadline.
+#[inline]
 pub(crate) fn settle(slot: Option<Outcome>, key: &ResourceKey) -> Outcome {
     slot.unwrap_or_else(|| deadline_outcome(key, "before resolution"))
 }
@@ -65,8 +137,7 @@ impl Engine {
             let mut outcomes: Vec<Option<Outcome>> = vec![None; keys.len()];
             // Stale candidates are rare: the vector grows only when one shows.
             let mut stale: Vec<Option<SnapshotValue>> = Vec::new();
-            let mut policies: Vec<FreshnessPolicy> = Vec::with_capacity(keys.len());
-            policies.extend(keys.iter().map(|k| self.policies.resolve(k)));
+            let policies = self.policies.resolve_all(keys);
             if let Some(pinned) = job.pinned.as_deref().filter(|p| !p.is_empty()) {
                 for (slot, key) in outcomes.iter_mut().zip(keys) {
                     if let Some(value) = pinned.get(key) {
@@ -76,30 +147,25 @@ impl Engine {
             }
             // A policy that allows no age at all never reads the cache: every
             // read goes to a source.
-            let mut unpinned: Vec<usize> = Vec::new();
-            let mut uncached = 0u64;
-            for i in (0..keys.len()).filter(|&i| outcomes[i].is_none()) {
-                if never_cached(&policies[i]) {
-                    uncached += 1;
+            let readable = Readable::of(&outcomes, &policies);
+            let uncached = (0..keys.len())
+                .filter(|&i| outcomes[i].is_none() && never_cached(&policies[i]))
+                .inspect(|&i| {
                     self.emit
                         .count_resource("cache_access_total", &keys[i], &[("status", "miss")]);
-                } else {
-                    if unpinned.is_empty() {
-                        unpinned.reserve(keys.len() - i);
-                    }
-                    unpinned.push(i);
-                }
-            }
-            BuildStats::add(&job.stats.cache_misses, uncached);
-            if unpinned.is_empty() {
-                // Everything is pinned by the session.
+                })
+                .count();
+            BuildStats::add(&job.stats.cache_misses, uncached as u64);
+            let read_count = readable.count(keys.len());
+            if read_count == 0 {
+                // Everything is pinned by the session or never cached.
             } else if !job.bypass_cache {
-                self.read_cache(keys, &unpinned, &policies, job, &mut outcomes, &mut stale)
+                self.read_cache(keys, &readable, &policies, job, &mut outcomes, &mut stale)
                     .await?;
             } else {
-                BuildStats::add(&job.stats.cache_misses, unpinned.len() as u64);
+                BuildStats::add(&job.stats.cache_misses, read_count as u64);
                 if let Some(reason) = job.bypass_reason {
-                    for &i in &unpinned {
+                    for i in (0..read_count).map(|j| readable.position(j)) {
                         let key = &keys[i];
                         self.emit.count_resource(
                             "cache_access_total",
@@ -149,19 +215,20 @@ impl Engine {
     async fn read_cache(
         self: &Arc<Self>,
         all_keys: &[ResourceKey],
-        indices: &[usize],
+        readable: &Readable,
         policies: &[FreshnessPolicy],
         job: &Arc<Job>,
         outcomes: &mut [Option<Outcome>],
         stale: &mut Vec<Option<SnapshotValue>>,
     ) -> Result<(), CacheError> {
-        let lookups: Vec<CacheLookup<'_>> = indices
-            .iter()
-            .map(|&i| CacheLookup {
-                key: &all_keys[i],
-                policy: &policies[i],
-            })
-            .collect();
+        let lookup = |i: usize| CacheLookup {
+            key: &all_keys[i],
+            policy: &policies[i],
+        };
+        let lookups: Vec<CacheLookup<'_>> = match readable {
+            Readable::All => (0..all_keys.len()).map(lookup).collect(),
+            Readable::Only(indices) => indices.iter().map(|&i| lookup(i)).collect(),
+        };
         let now = self.clock.now();
         let read = self.cache.lookup_many(&lookups, now);
         let hits = match job.deadline {
@@ -169,7 +236,7 @@ impl Engine {
                 Ok(hits) => hits?,
                 Err(_) => {
                     self.note_deadline(job);
-                    for &i in indices {
+                    for i in (0..lookups.len()).map(|j| readable.position(j)) {
                         outcomes[i] = Some(deadline_outcome(&all_keys[i], "during cache read"));
                     }
                     return Ok(());
@@ -178,88 +245,116 @@ impl Engine {
             None => read.await?,
         };
         BuildStats::bump(&job.stats.cache_batch_reads);
-        // Counted here and added once: no shared counter traffic per key.
-        let (mut hit_count, mut miss_count, mut stale_count) = (0u64, 0u64, 0u64);
-        // Sinks are asked once per batch, not once per key.
-        let (metrics_on, events_on) = (self.emit.metrics_enabled(), self.emit.events_enabled());
-        for (&i, hit) in indices.iter().zip(hits) {
-            let key = &all_keys[i];
-            let Some(hit) = hit else {
-                miss_count += 1;
-                if metrics_on {
-                    self.emit
-                        .count_resource("cache_access_total", key, &[("status", "miss")]);
-                }
-                continue;
-            };
-            if !self.cache_validates_deps
-                && !hit.value.dependency_versions().is_empty()
-                && !self.dependencies_current(&hit.value, now).await
-            {
-                miss_count += 1;
-                let _ = self.cache.invalidate(key).await;
-                continue;
-            }
-            let policy = policies[i];
-            match hit.freshness {
-                Freshness::Fresh => {
-                    hit_count += 1;
-                    if metrics_on {
-                        self.emit
-                            .count_resource("cache_access_total", key, &[("status", "fresh")]);
-                    }
-                    if events_on {
-                        self.emit.event(|| {
-                            Event::new("cache_hit")
-                                .field("resource", key.to_string())
-                                .field("freshness", "fresh")
-                        });
-                    }
-                    outcomes[i] = Some(Ok(hit.value));
-                }
-                Freshness::RefreshDue => {
-                    hit_count += 1;
-                    self.emit
-                        .count_resource("cache_access_total", key, &[("status", "fresh")]);
-                    let scheduled = self.request_refresh(key, "refresh_ahead", job);
-                    outcomes[i] = Some(Ok(hit.value.with_refresh_scheduled(scheduled)));
-                }
-                Freshness::StaleUsable
-                    if policy.refresh_mode() == RefreshMode::StaleWhileRevalidate =>
+        let mut tally = HitTally {
+            // Sinks are asked once per batch, not once per key.
+            metrics_on: self.emit.metrics_enabled(),
+            events_on: self.emit.events_enabled(),
+            ..HitTally::default()
+        };
+        let mut taken = Taken {
+            keys: all_keys,
+            policies,
+            job,
+            outcomes,
+            stale,
+        };
+        // Judged without an await in the loop; a hit whose dependency versions
+        // the cache did not check waits for that check after the batch.
+        let mut unchecked: Vec<(usize, CacheHit)> = Vec::new();
+        for (j, hit) in hits.into_iter().enumerate() {
+            let i = readable.position(j);
+            match hit {
+                None => tally.miss(self, &all_keys[i]),
+                Some(hit)
+                    if !self.cache_validates_deps
+                        && !hit.value.dependency_versions().is_empty() =>
                 {
-                    hit_count += 1;
-                    stale_count += 1;
-                    self.emit.count_resource(
-                        "cache_access_total",
-                        key,
-                        &[("status", "stale_while_revalidate")],
-                    );
-                    let scheduled = self.request_refresh(key, "stale_while_revalidate", job);
-                    let value = hit
-                        .value
-                        .with_stale(true)
-                        .with_refresh_scheduled(scheduled)
-                        .with_note("refresh_mode", "stale_while_revalidate");
-                    outcomes[i] = Some(Ok(value));
+                    unchecked.push((i, hit));
                 }
-                Freshness::StaleUsable => {
-                    miss_count += 1;
-                    self.emit
-                        .count_resource("cache_access_total", key, &[("status", "miss")]);
-                    if stale.is_empty() {
-                        stale.resize(all_keys.len(), None);
-                    }
-                    stale[i] = Some(hit.value.with_stale(true));
+                // The common case, a fresh hit with no sink to tell, stays
+                // in the loop.
+                Some(hit) if hit.freshness == Freshness::Fresh && tally.unobserved() => {
+                    tally.hits += 1;
+                    taken.outcomes[i] = Some(Ok(hit.value));
                 }
-                Freshness::Expired => {
-                    miss_count += 1;
-                }
+                Some(hit) => self.take_hit(i, hit, &mut taken, &mut tally),
             }
         }
-        BuildStats::add(&job.stats.cache_hits, hit_count);
-        BuildStats::add(&job.stats.cache_misses, miss_count);
-        BuildStats::add(&job.stats.stale_values, stale_count);
+        for (i, hit) in unchecked {
+            if self.dependencies_current(&hit.value, now).await {
+                self.take_hit(i, hit, &mut taken, &mut tally);
+            } else {
+                tally.misses += 1;
+                let _ = self.cache.invalidate(&all_keys[i]).await;
+            }
+        }
+        BuildStats::add(&job.stats.cache_hits, tally.hits);
+        BuildStats::add(&job.stats.cache_misses, tally.misses);
+        BuildStats::add(&job.stats.stale_values, tally.stale);
         Ok(())
+    }
+
+    /// Records one usable cache hit for key `i`.
+    fn take_hit(
+        self: &Arc<Self>,
+        i: usize,
+        hit: CacheHit,
+        taken: &mut Taken<'_>,
+        tally: &mut HitTally,
+    ) {
+        let key = &taken.keys[i];
+        match hit.freshness {
+            Freshness::Fresh => {
+                tally.hits += 1;
+                if tally.metrics_on {
+                    self.emit
+                        .count_resource("cache_access_total", key, &[("status", "fresh")]);
+                }
+                if tally.events_on {
+                    self.emit.event(|| {
+                        Event::new("cache_hit")
+                            .field("resource", key.to_string())
+                            .field("freshness", "fresh")
+                    });
+                }
+                taken.outcomes[i] = Some(Ok(hit.value));
+            }
+            Freshness::RefreshDue => {
+                tally.hits += 1;
+                self.emit
+                    .count_resource("cache_access_total", key, &[("status", "fresh")]);
+                let scheduled = self.request_refresh(key, "refresh_ahead", taken.job);
+                taken.outcomes[i] = Some(Ok(hit.value.with_refresh_scheduled(scheduled)));
+            }
+            Freshness::StaleUsable
+                if taken.policies[i].refresh_mode() == RefreshMode::StaleWhileRevalidate =>
+            {
+                tally.hits += 1;
+                tally.stale += 1;
+                self.emit.count_resource(
+                    "cache_access_total",
+                    key,
+                    &[("status", "stale_while_revalidate")],
+                );
+                let scheduled = self.request_refresh(key, "stale_while_revalidate", taken.job);
+                let value = hit
+                    .value
+                    .with_stale(true)
+                    .with_refresh_scheduled(scheduled)
+                    .with_note("refresh_mode", "stale_while_revalidate");
+                taken.outcomes[i] = Some(Ok(value));
+            }
+            Freshness::StaleUsable => {
+                tally.misses += 1;
+                self.emit
+                    .count_resource("cache_access_total", key, &[("status", "miss")]);
+                if taken.stale.is_empty() {
+                    taken.stale.resize(taken.keys.len(), None);
+                }
+                taken.stale[i] = Some(hit.value.with_stale(true));
+            }
+            Freshness::Expired => tally.misses += 1,
+        }
     }
 
     /// Checks a derived value's recorded dependency versions against the

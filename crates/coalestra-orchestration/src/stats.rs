@@ -101,6 +101,7 @@ pub(crate) struct Skew {
 
 impl Skew {
     /// Takes one value's observation time into account.
+    #[inline]
     pub(crate) fn note(&mut self, at: coalestra_core::Timestamp) {
         self.oldest = Some(self.oldest.map_or(at, |o| if at < o { at } else { o }));
         self.newest = Some(self.newest.map_or(at, |n| if at > n { at } else { n }));
