@@ -123,6 +123,37 @@ impl SnapshotInner {
         self.index.insert_absent(key, slot.tag());
     }
 
+    /// Indexes `values` as the only entries, in order; `false` (and nothing
+    /// indexed) when a key repeats.
+    fn index_distinct_values(&mut self) -> bool {
+        debug_assert!(self.errors.is_empty(), "only values are indexed at once");
+        let count = self.values.len();
+        if count <= SCAN_LIMIT {
+            let values = &self.values;
+            return (1..count).all(|i| values[..i].iter().all(|v| v.key() != values[i].key()));
+        }
+        if count > INDEX_LIMIT {
+            return false;
+        }
+        self.indexed = true;
+        self.index.reserve(count);
+        let values = &self.values;
+        for (i, value) in values.iter().enumerate() {
+            let key = value.key();
+            let repeated = self.index.find_or_insert(
+                key,
+                Slot::Value(i).tag(),
+                |tag| matches!(Slot::from_tag(tag), Slot::Value(j) if values[j].key() == key),
+            );
+            if repeated.is_some() {
+                self.index.clear();
+                self.indexed = false;
+                return false;
+            }
+        }
+        true
+    }
+
     /// Re-records every entry's position (after one was removed).
     fn reindex(&mut self) {
         if !self.indexed {
@@ -332,6 +363,25 @@ impl SnapshotParts {
             None => inner.add_value(value),
         }
         inner.index_if_large(0);
+    }
+
+    /// Adds values in order, as [`push_value`](Self::push_value) would one
+    /// at a time. When nothing was added before, the vector becomes the
+    /// snapshot's storage: its values are not moved again.
+    pub fn push_values(&mut self, values: Vec<SnapshotValue>) {
+        let inner = &mut self.inner;
+        if inner.values.is_empty() && inner.errors.is_empty() {
+            inner.values = values;
+            if inner.index_distinct_values() {
+                return;
+            }
+            // A key repeats: a later value replaces an earlier one, which
+            // assembling one at a time does.
+            let values = std::mem::take(&mut inner.values);
+            values.into_iter().for_each(|value| self.push_value(value));
+        } else {
+            values.into_iter().for_each(|value| self.push_value(value));
+        }
     }
 
     /// Adds (or replaces) an error.

@@ -469,3 +469,61 @@ fn snapshot_assembly_matches_a_simple_model_at_every_size() {
         }
     }
 }
+
+// Adding a whole list of values gives the snapshot that adding them one at
+// a time gives: same order, same lookups, a later value for a repeated key
+// replacing the earlier one, on empty and on non-empty parts, small or large.
+#[test]
+fn pushing_a_list_of_values_matches_pushing_them_one_at_a_time() {
+    let summary = |snapshot: &Snapshot, names: &[String]| {
+        let values: Vec<(String, i64)> = snapshot
+            .values()
+            .map(|v| (v.key().to_string(), *v.value::<i64>().unwrap()))
+            .collect();
+        let lookups: Vec<Option<i64>> = names
+            .iter()
+            .map(|n| snapshot.maybe_value::<i64>(&key(n)).copied())
+            .collect();
+        let errors: Vec<String> = snapshot
+            .errors()
+            .iter()
+            .map(|e| e.key().to_string())
+            .collect();
+        (values, lookups, errors)
+    };
+    for count in [0_usize, 1, 5, 8, 9, 40, 300] {
+        for repeat in [None, Some(0), Some(count / 2)] {
+            for earlier_error in [false, true] {
+                let names: Vec<String> = (0..count).map(|i| format!("ns:k{i}")).collect();
+                let mut list: Vec<SnapshotValue> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| value_of(n, i as i64, 5.0))
+                    .collect();
+                if let Some(at) = repeat.filter(|_| count > 0) {
+                    list.push(value_of(&names[at], -1_i64, 6.0));
+                }
+                let start = || {
+                    let parts = Snapshot::parts("list", ts(10.0));
+                    if earlier_error {
+                        parts.error(failed("ns:k0")).error(failed("ns:other"))
+                    } else {
+                        parts
+                    }
+                };
+                let mut one_by_one = start();
+                list.iter().for_each(|v| one_by_one.push_value(v.clone()));
+                let mut at_once = start();
+                at_once.push_values(list);
+                let (want, got) = (one_by_one.finish(), at_once.finish());
+                let mut probes = names.clone();
+                probes.push("ns:other".to_owned());
+                assert_eq!(
+                    summary(&got, &probes),
+                    summary(&want, &probes),
+                    "{count} values, repeat {repeat:?}, earlier error {earlier_error}"
+                );
+            }
+        }
+    }
+}

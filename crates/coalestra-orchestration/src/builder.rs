@@ -18,7 +18,7 @@ use crate::config::BuilderConfig;
 use crate::engine::Engine;
 use crate::evaluate::Evaluated;
 use crate::job::Job;
-use crate::resolve::settle;
+use crate::resolve::{settle, Resolved};
 use crate::session::{SessionOptions, SnapshotSession};
 use crate::stats::Skew;
 
@@ -180,28 +180,37 @@ impl SnapshotBuilder {
             snapshot_id = %job.ctx.snapshot_id,
             resources = keys.len()
         );
-        let slots = engine
+        let resolution = engine
             .resolve_slots(keys, &job, &[])
             .instrument(span)
             .await?;
         let mut parts = Snapshot::parts(job.ctx.snapshot_id.clone(), job.ctx.requested_at)
             .metadata(job.ctx.metadata.clone());
-        parts.reserve(keys.len());
         let mut required_errors = Vec::new();
         let mut resolved = 0u64;
         let mut skew = Skew::default();
-        for (i, (slot, key)) in slots.into_iter().zip(keys).enumerate() {
-            match settle(slot, key) {
-                Ok(value) => {
-                    resolved += 1;
-                    skew.note(value.observed_at());
-                    parts.push_value(value);
-                }
-                Err(error) => {
-                    if i < request.required_keys().len() {
-                        required_errors.push(error.clone());
+        match resolution {
+            Resolved::Values(values) => {
+                resolved = values.len() as u64;
+                values.iter().for_each(|v| skew.note(v.observed_at()));
+                parts.push_values(values);
+            }
+            Resolved::Slots(slots) => {
+                parts.reserve(keys.len());
+                for (i, (slot, key)) in slots.into_iter().zip(keys).enumerate() {
+                    match settle(slot, key) {
+                        Ok(value) => {
+                            resolved += 1;
+                            skew.note(value.observed_at());
+                            parts.push_value(value);
+                        }
+                        Err(error) => {
+                            if i < request.required_keys().len() {
+                                required_errors.push(error.clone());
+                            }
+                            parts.push_error(error);
+                        }
                     }
-                    parts.push_error(error);
                 }
             }
         }

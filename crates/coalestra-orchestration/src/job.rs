@@ -64,10 +64,10 @@ impl Job {
     }
 
     /// Records resolved values when the job learns them.
-    pub(crate) fn learn(&self, outcomes: &[Option<Outcome>]) {
+    pub(crate) fn learn<'v>(&self, values: impl Iterator<Item = &'v SnapshotValue>) {
         if let Some(learned) = &self.learned {
             let mut map = learned.lock().unwrap_or_else(|p| p.into_inner());
-            for value in outcomes.iter().flatten().flatten() {
+            for value in values {
                 map.insert(value.key().clone(), value.clone());
             }
         }

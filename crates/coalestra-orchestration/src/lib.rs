@@ -12,6 +12,7 @@
 mod assessment;
 mod attempt;
 mod builder;
+mod cache_read;
 mod capabilities;
 mod catalog;
 mod chain;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use coalestra_core::{
-    CacheError, CacheHit, CacheLookup, Event, Freshness, FreshnessPolicy, RefreshMode,
-    ResourceError, ResourceKey, SnapshotValue, SourceError, SourceFailure,
+    CacheError, Event, ResourceError, ResourceKey, SnapshotValue, SourceError, SourceFailure,
 };
 
+use crate::cache_read::{never_cached, CacheAnswer, Readable};
 use crate::engine::Engine;
 use crate::flight::{Flight, Outcome, Reservation};
 use crate::job::{Job, TreeLookup};
@@ -18,82 +18,35 @@ use crate::owned::Owned;
 use crate::stats::BuildStats;
 use crate::tasks::Detachable;
 
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Whether `policy` allows no age at all, so no cached revision can serve it.
-fn never_cached(policy: &FreshnessPolicy) -> bool {
-    policy.ttl().is_zero() && policy.max_stale().is_zero()
+/// What a resolution answered, key by key.
+pub(crate) enum Resolved {
+    /// Every key resolved to a value, in key order (a build served entirely
+    /// from fresh cache hits).
+    Values(Vec<SnapshotValue>),
+    /// Each key's outcome, or `None` for a key no step reached before the
+    /// deadline (see [`settle`]).
+    Slots(Vec<Option<Outcome>>),
 }
 
-/// What a batch of cache hits fills in.
-struct Taken<'a> {
-    keys: &'a [ResourceKey],
-    policies: &'a [FreshnessPolicy],
-    job: &'a Arc<Job>,
-    outcomes: &'a mut [Option<Outcome>],
-    stale: &'a mut Vec<Option<SnapshotValue>>,
-}
-
-/// Counts of one cache batch, added to the build's counters once.
-#[derive(Default)]
-struct HitTally {
-    hits: u64,
-    misses: u64,
-    stale: u64,
-    metrics_on: bool,
-    events_on: bool,
-}
-
-impl HitTally {
-    /// Whether no sink wants to hear about single hits.
-    fn unobserved(&self) -> bool {
-        !self.metrics_on && !self.events_on
-    }
-
-    fn miss(&mut self, engine: &Engine, key: &ResourceKey) {
-        self.misses += 1;
-        if self.metrics_on {
-            engine
-                .emit
-                .count_resource("cache_access_total", key, &[("status", "miss")]);
-        }
-    }
-}
-
-/// Which keys of a resolution read the cache.
-enum Readable {
-    /// Every key, in order: none pinned, every policy allows some age.
-    All,
-    /// Only these positions.
-    Only(Vec<usize>),
-}
-
-impl Readable {
-    /// The keys not answered yet whose policy allows a cached revision.
-    fn of(outcomes: &[Option<Outcome>], policies: &[FreshnessPolicy]) -> Self {
-        let readable = |i: &usize| outcomes[*i].is_none() && !never_cached(&policies[*i]);
-        if (0..outcomes.len()).all(|i| readable(&i)) {
-            Readable::All
-        } else {
-            Readable::Only((0..outcomes.len()).filter(readable).collect())
-        }
-    }
-
-    /// How many of `n` keys read the cache.
-    fn count(&self, n: usize) -> usize {
+impl Resolved {
+    /// One outcome per key of `keys`, in order.
+    pub(crate) fn into_outcomes(self, keys: &[ResourceKey]) -> Vec<Outcome> {
         match self {
-            Readable::All => n,
-            Readable::Only(indices) => indices.len(),
+            Resolved::Values(values) => values.into_iter().map(Ok).collect(),
+            Resolved::Slots(slots) => slots
+                .into_iter()
+                .zip(keys)
+                .map(|(slot, key)| settle(slot, key))
+                .collect(),
         }
     }
+}
 
-    /// The key position of the `j`-th read.
-    fn position(&self, j: usize) -> usize {
-        match self {
-            Readable::All => j,
-            Readable::Only(indices) => indices[j],
-        }
-    }
+/// Whether key `i` has no answer yet (`outcomes` may not be allocated yet).
+fn unanswered(outcomes: &[Option<Outcome>], i: usize) -> bool {
+    outcomes.get(i).is_none_or(Option::is_none)
 }
 
 /// The outcome of a resolved slot: a key no step reached failed its deadline.
@@ -117,51 +70,54 @@ impl Engine {
         job: &Arc<Job>,
         path: &[ResourceKey],
     ) -> Result<Vec<Outcome>, CacheError> {
-        let slots = self.resolve_slots(keys, job, path).await?;
-        Ok(slots
-            .into_iter()
-            .zip(keys)
-            .map(|(slot, key)| settle(slot, key))
-            .collect())
+        Ok(self
+            .resolve_slots(keys, job, path)
+            .await?
+            .into_outcomes(keys))
     }
 
-    /// [`resolve`](Self::resolve) without the final pass: a key that no step
-    /// reached (a deadline passed first) is `None`; [`settle`] reports it.
+    /// [`resolve`](Self::resolve) without a final pass over the keys.
     pub(crate) fn resolve_slots<'a>(
         self: &'a Arc<Self>,
         keys: &'a [ResourceKey],
         job: &'a Arc<Job>,
         path: &'a [ResourceKey],
-    ) -> BoxFuture<'a, Result<Vec<Option<Outcome>>, CacheError>> {
+    ) -> BoxFuture<'a, Result<Resolved, CacheError>> {
         Box::pin(async move {
-            let mut outcomes: Vec<Option<Outcome>> = vec![None; keys.len()];
+            let n = keys.len();
+            let policies = self.policies.resolve_all(keys);
+            // Empty until a key gets an answer other than a fresh cache hit:
+            // a build served entirely from the cache never allocates it.
+            let mut outcomes: Vec<Option<Outcome>> = Vec::new();
+            if let Some(pinned) = job.pinned.as_deref().filter(|p| !p.is_empty()) {
+                outcomes = keys
+                    .iter()
+                    .map(|key| pinned.get(key).map(|value| Ok(value.clone())))
+                    .collect();
+            }
             // Stale candidates are rare: the vector grows only when one shows.
             let mut stale: Vec<Option<SnapshotValue>> = Vec::new();
-            let policies = self.policies.resolve_all(keys);
-            if let Some(pinned) = job.pinned.as_deref().filter(|p| !p.is_empty()) {
-                for (slot, key) in outcomes.iter_mut().zip(keys) {
-                    if let Some(value) = pinned.get(key) {
-                        *slot = Some(Ok(value.clone()));
-                    }
-                }
-            }
             // A policy that allows no age at all never reads the cache: every
             // read goes to a source.
             let readable = Readable::of(&outcomes, &policies);
-            let uncached = (0..keys.len())
-                .filter(|&i| outcomes[i].is_none() && never_cached(&policies[i]))
+            let uncached = (0..n)
+                .filter(|&i| unanswered(&outcomes, i) && never_cached(&policies[i]))
                 .inspect(|&i| {
                     self.emit
                         .count_resource("cache_access_total", &keys[i], &[("status", "miss")]);
                 })
                 .count();
             BuildStats::add(&job.stats.cache_misses, uncached as u64);
-            let read_count = readable.count(keys.len());
+            let read_count = readable.count(n);
             if read_count == 0 {
                 // Everything is pinned by the session or never cached.
             } else if !job.bypass_cache {
-                self.read_cache(keys, &readable, &policies, job, &mut outcomes, &mut stale)
-                    .await?;
+                let read =
+                    self.read_cache(keys, &readable, &policies, job, &mut outcomes, &mut stale);
+                if let CacheAnswer::AllFresh(values) = read.await? {
+                    job.learn(values.iter());
+                    return Ok(Resolved::Values(values));
+                }
             } else {
                 BuildStats::add(&job.stats.cache_misses, read_count as u64);
                 if let Some(reason) = job.bypass_reason {
@@ -180,13 +136,16 @@ impl Engine {
                     }
                 }
             }
+            if outcomes.is_empty() {
+                outcomes.resize(n, None);
+            }
             // Usually either every key or none is missing: only a mix needs
             // a list of positions and a key subset.
-            let all_missing = !keys.is_empty() && outcomes.iter().all(Option::is_none);
+            let all_missing = n > 0 && outcomes.iter().all(Option::is_none);
             let missing: Vec<usize> = if all_missing {
                 Vec::new()
             } else {
-                (0..keys.len()).filter(|&i| outcomes[i].is_none()).collect()
+                (0..n).filter(|&i| outcomes[i].is_none()).collect()
             };
             if all_missing || !missing.is_empty() {
                 let fetched = if all_missing {
@@ -207,178 +166,8 @@ impl Engine {
                     });
                 }
             }
-            job.learn(&outcomes);
-            Ok(outcomes)
-        })
-    }
-
-    async fn read_cache(
-        self: &Arc<Self>,
-        all_keys: &[ResourceKey],
-        readable: &Readable,
-        policies: &[FreshnessPolicy],
-        job: &Arc<Job>,
-        outcomes: &mut [Option<Outcome>],
-        stale: &mut Vec<Option<SnapshotValue>>,
-    ) -> Result<(), CacheError> {
-        let lookup = |i: usize| CacheLookup {
-            key: &all_keys[i],
-            policy: &policies[i],
-        };
-        let lookups: Vec<CacheLookup<'_>> = match readable {
-            Readable::All => (0..all_keys.len()).map(lookup).collect(),
-            Readable::Only(indices) => indices.iter().map(|&i| lookup(i)).collect(),
-        };
-        let now = self.clock.now();
-        let read = self.cache.lookup_many(&lookups, now);
-        let hits = match job.deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
-                Ok(hits) => hits?,
-                Err(_) => {
-                    self.note_deadline(job);
-                    for i in (0..lookups.len()).map(|j| readable.position(j)) {
-                        outcomes[i] = Some(deadline_outcome(&all_keys[i], "during cache read"));
-                    }
-                    return Ok(());
-                }
-            },
-            None => read.await?,
-        };
-        BuildStats::bump(&job.stats.cache_batch_reads);
-        let mut tally = HitTally {
-            // Sinks are asked once per batch, not once per key.
-            metrics_on: self.emit.metrics_enabled(),
-            events_on: self.emit.events_enabled(),
-            ..HitTally::default()
-        };
-        let mut taken = Taken {
-            keys: all_keys,
-            policies,
-            job,
-            outcomes,
-            stale,
-        };
-        // Judged without an await in the loop; a hit whose dependency versions
-        // the cache did not check waits for that check after the batch.
-        let mut unchecked: Vec<(usize, CacheHit)> = Vec::new();
-        for (j, hit) in hits.into_iter().enumerate() {
-            let i = readable.position(j);
-            match hit {
-                None => tally.miss(self, &all_keys[i]),
-                Some(hit)
-                    if !self.cache_validates_deps
-                        && !hit.value.dependency_versions().is_empty() =>
-                {
-                    unchecked.push((i, hit));
-                }
-                // The common case, a fresh hit with no sink to tell, stays
-                // in the loop.
-                Some(hit) if hit.freshness == Freshness::Fresh && tally.unobserved() => {
-                    tally.hits += 1;
-                    taken.outcomes[i] = Some(Ok(hit.value));
-                }
-                Some(hit) => self.take_hit(i, hit, &mut taken, &mut tally),
-            }
-        }
-        for (i, hit) in unchecked {
-            if self.dependencies_current(&hit.value, now).await {
-                self.take_hit(i, hit, &mut taken, &mut tally);
-            } else {
-                tally.misses += 1;
-                let _ = self.cache.invalidate(&all_keys[i]).await;
-            }
-        }
-        BuildStats::add(&job.stats.cache_hits, tally.hits);
-        BuildStats::add(&job.stats.cache_misses, tally.misses);
-        BuildStats::add(&job.stats.stale_values, tally.stale);
-        Ok(())
-    }
-
-    /// Records one usable cache hit for key `i`.
-    fn take_hit(
-        self: &Arc<Self>,
-        i: usize,
-        hit: CacheHit,
-        taken: &mut Taken<'_>,
-        tally: &mut HitTally,
-    ) {
-        let key = &taken.keys[i];
-        match hit.freshness {
-            Freshness::Fresh => {
-                tally.hits += 1;
-                if tally.metrics_on {
-                    self.emit
-                        .count_resource("cache_access_total", key, &[("status", "fresh")]);
-                }
-                if tally.events_on {
-                    self.emit.event(|| {
-                        Event::new("cache_hit")
-                            .field("resource", key.to_string())
-                            .field("freshness", "fresh")
-                    });
-                }
-                taken.outcomes[i] = Some(Ok(hit.value));
-            }
-            Freshness::RefreshDue => {
-                tally.hits += 1;
-                self.emit
-                    .count_resource("cache_access_total", key, &[("status", "fresh")]);
-                let scheduled = self.request_refresh(key, "refresh_ahead", taken.job);
-                taken.outcomes[i] = Some(Ok(hit.value.with_refresh_scheduled(scheduled)));
-            }
-            Freshness::StaleUsable
-                if taken.policies[i].refresh_mode() == RefreshMode::StaleWhileRevalidate =>
-            {
-                tally.hits += 1;
-                tally.stale += 1;
-                self.emit.count_resource(
-                    "cache_access_total",
-                    key,
-                    &[("status", "stale_while_revalidate")],
-                );
-                let scheduled = self.request_refresh(key, "stale_while_revalidate", taken.job);
-                let value = hit
-                    .value
-                    .with_stale(true)
-                    .with_refresh_scheduled(scheduled)
-                    .with_note("refresh_mode", "stale_while_revalidate");
-                taken.outcomes[i] = Some(Ok(value));
-            }
-            Freshness::StaleUsable => {
-                tally.misses += 1;
-                self.emit
-                    .count_resource("cache_access_total", key, &[("status", "miss")]);
-                if taken.stale.is_empty() {
-                    taken.stale.resize(taken.keys.len(), None);
-                }
-                taken.stale[i] = Some(hit.value.with_stale(true));
-            }
-            Freshness::Expired => tally.misses += 1,
-        }
-    }
-
-    /// Checks a derived value's recorded dependency versions against the
-    /// cache (for caches that do not check them themselves).
-    fn dependencies_current<'a>(
-        self: &'a Arc<Self>,
-        value: &'a SnapshotValue,
-        now: coalestra_core::Timestamp,
-    ) -> BoxFuture<'a, bool> {
-        Box::pin(async move {
-            let unbounded = FreshnessPolicy::fresh_for(FreshnessPolicy::UNBOUNDED);
-            for (dep, version) in value.dependency_versions() {
-                match self.cache.get(dep, unbounded, now).await {
-                    Ok(Some(hit)) if hit.value.version() == *version => {
-                        if !hit.value.dependency_versions().is_empty()
-                            && !self.dependencies_current(&hit.value, now).await
-                        {
-                            return false;
-                        }
-                    }
-                    _ => return false,
-                }
-            }
-            true
+            job.learn(outcomes.iter().flatten().flatten());
+            Ok(Resolved::Slots(outcomes))
         })
     }
 

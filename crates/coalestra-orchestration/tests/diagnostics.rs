@@ -84,6 +84,75 @@ async fn b17_1_diagnostics_cover_batch_cache_and_observation_skew() {
     assert_eq!(d.observation_skew, Duration::from_secs(2));
 }
 
+// A build served entirely by fresh cache hits takes a shorter path when no
+// sink observes single hits; with a sink it judges hit by hit. Both must
+// give the same snapshot and counters.
+#[tokio::test(start_paused = true)]
+async fn a_warm_build_gives_the_same_snapshot_whether_or_not_a_sink_observes_hits() {
+    let clock = ManualClock::new(1_000.0);
+    let keys: Vec<ResourceKey> = (0..12)
+        .map(|i| key(&format!("market:price:K{i}")))
+        .collect();
+    let warm_build = |sink: Option<coalestra_test::RecordingSink>| {
+        let clock = clock.clone();
+        let keys = keys.clone();
+        async move {
+            let source = FnSource::new("rest", |k: ResourceKey, _ctx: FetchContext| async move {
+                let n: u64 = k.subject().trim_start_matches('K').parse().unwrap_or(0);
+                Ok(SourceOutput::new(n).observed_at(Timestamp::from_secs(990.0 + n as f64)))
+            });
+            let mut config = config(vec![source.into()], &clock)
+                .default_policy(FreshnessPolicy::fresh_for(Duration::from_secs(60)));
+            if let Some(sink) = &sink {
+                config = config.events(Arc::new(sink.clone()));
+            }
+            let builder = config.build().expect("valid builder");
+            builder.build(keys.clone()).await.expect("cold build");
+            builder.build(keys).await.expect("warm build")
+        }
+    };
+    let sink = coalestra_test::RecordingSink::new();
+    let plain = warm_build(None).await;
+    let observed = warm_build(Some(sink.clone())).await;
+    let summary = |s: &Snapshot| {
+        let values: Vec<(String, u64, bool, bool)> = s
+            .values()
+            .map(|v| {
+                let payload = *v.value::<u64>().expect("u64 payload");
+                (
+                    v.key().to_string(),
+                    payload,
+                    v.is_from_cache(),
+                    v.is_stale(),
+                )
+            })
+            .collect();
+        let lookups: Vec<Option<u64>> = keys
+            .iter()
+            .map(|k| s.maybe_value::<u64>(k).copied())
+            .collect();
+        let d = s.diagnostics().expect("diagnostics");
+        let counters = (
+            d.cache_hits,
+            d.cache_misses,
+            d.cache_batch_reads,
+            d.source_calls,
+            d.resolved_resources,
+            d.observation_skew,
+        );
+        (values, lookups, counters)
+    };
+    assert_eq!(summary(&plain), summary(&observed));
+    let (values, _, counters) = summary(&plain);
+    assert!(values.iter().all(|(_, _, cached, stale)| *cached && !stale));
+    assert_eq!(
+        counters,
+        (12, 0, 1, 0, 12, Duration::from_secs(11)),
+        "hits, misses, batch reads, source calls, resolved, skew"
+    );
+    assert_eq!(sink.events_named("cache_hit").len(), 12);
+}
+
 #[tokio::test(start_paused = true)]
 async fn b17_2_diagnostics_expose_every_counter_and_per_source_maps() {
     let clock = ManualClock::new(1_000.0);
