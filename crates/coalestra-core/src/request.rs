@@ -18,7 +18,8 @@ use crate::positions::{KeyPositions, MAX_TAG};
 #[derive(Debug, Clone)]
 pub struct SnapshotRequest {
     required: Arc<[ResourceKey]>,
-    optional: Arc<[ResourceKey]>,
+    /// `None` when empty (most requests): no allocation for it.
+    optional: Option<Arc<[ResourceKey]>>,
     consistency: Option<SnapshotConsistencyPolicy>,
     acceptance: Option<Arc<SnapshotAcceptancePolicy>>,
 }
@@ -30,16 +31,16 @@ impl SnapshotRequest {
         required: impl IntoIterator<Item = ResourceKey>,
         optional: impl IntoIterator<Item = ResourceKey>,
     ) -> Result<Self, CoalestraError> {
-        let required = dedup(required);
-        let optional = dedup(optional);
-        if required.is_empty() && optional.is_empty() {
+        let (required, optional) = (dedup(required), dedup(optional));
+        if required.is_none() && optional.is_none() {
             return Err(CoalestraError::InvalidRequest(
                 "snapshot request must contain at least one resource key".into(),
             ));
         }
-        if !optional.is_empty() {
+        if let Some(optional) = &optional {
             let mut seen: KeyMap<()> = KeyMap::default();
-            seen.extend(required.iter().map(|k| (k.clone(), ())));
+            let required_keys: &[ResourceKey] = required.as_deref().unwrap_or_default();
+            seen.extend(required_keys.iter().map(|k| (k.clone(), ())));
             if let Some(k) = optional.iter().find(|k| seen.contains_key(*k)) {
                 return Err(CoalestraError::InvalidRequest(
                     format!("resource {k} is both required and optional").into(),
@@ -47,8 +48,8 @@ impl SnapshotRequest {
             }
         }
         Ok(Self {
-            required: required.into(),
-            optional: optional.into(),
+            required: required.unwrap_or_else(|| Arc::new([])),
+            optional,
             consistency: None,
             acceptance: None,
         })
@@ -110,12 +111,12 @@ impl SnapshotRequest {
 
     /// The optional keys, de-duplicated, in declaration order.
     pub fn optional_keys(&self) -> &[ResourceKey] {
-        &self.optional
+        self.optional.as_deref().unwrap_or_default()
     }
 
     /// Required then optional keys.
     pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
-        self.required.iter().chain(self.optional.iter())
+        self.required.iter().chain(self.optional_keys())
     }
 
     /// Whether `key` is required.
@@ -124,10 +125,15 @@ impl SnapshotRequest {
     }
 }
 
-fn dedup(keys: impl IntoIterator<Item = ResourceKey>) -> Vec<ResourceKey> {
-    let keys: Vec<ResourceKey> = keys.into_iter().collect();
+/// The keys without repeats, in order; `None` for no key at all.
+fn dedup(keys: impl IntoIterator<Item = ResourceKey>) -> Option<Arc<[ResourceKey]>> {
+    let mut keys = keys.into_iter().peekable();
+    keys.peek()?;
+    // Collected straight into the shared slice: one allocation when the
+    // iterator knows its length.
+    let keys: Arc<[ResourceKey]> = keys.collect();
     if keys.len() < 2 {
-        return keys;
+        return Some(keys);
     }
     // Most requests have no duplicate: detect that without copying a key.
     let has_duplicate = match u32::try_from(keys.len()) {
@@ -143,13 +149,16 @@ fn dedup(keys: impl IntoIterator<Item = ResourceKey>) -> Vec<ResourceKey> {
         _ => true,
     };
     if !has_duplicate {
-        return keys;
+        return Some(keys);
     }
     let mut seen: KeyMap<()> = KeyMap::default();
     seen.reserve(keys.len());
-    keys.into_iter()
-        .filter(|k| seen.insert(k.clone(), ()).is_none())
-        .collect()
+    Some(
+        keys.iter()
+            .filter(|k| seen.insert((*k).clone(), ()).is_none())
+            .cloned()
+            .collect(),
+    )
 }
 
 /// Options of one build.

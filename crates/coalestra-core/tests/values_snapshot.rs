@@ -357,10 +357,16 @@ fn requests_reject_overlap_and_emptiness_and_drop_duplicates_in_order() {
         empty.to_string().contains("at least one resource key"),
         "{empty}"
     );
-    assert!(
-        SnapshotRequest::new([], [c]).is_ok(),
-        "optional-only is a request"
+    let optional_only = SnapshotRequest::new([], [c.clone()]).expect("optional-only is a request");
+    assert!(optional_only.required_keys().is_empty());
+    assert_eq!(
+        optional_only.keys().cloned().collect::<Vec<_>>(),
+        vec![c.clone()]
     );
+    assert!(!optional_only.is_required(&c));
+    let required_only = SnapshotRequest::required([a.clone(), a.clone()]).unwrap();
+    assert!(required_only.optional_keys().is_empty());
+    assert_eq!(required_only.keys().cloned().collect::<Vec<_>>(), vec![a]);
 }
 
 #[test]

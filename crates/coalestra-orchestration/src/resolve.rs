@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use coalestra_core::{
-    CacheError, Event, ResourceError, ResourceKey, SnapshotValue, SourceError, SourceFailure,
+    CacheError, Event, FreshnessPolicy, PolicyResolver, ResourceError, ResourceKey, SnapshotValue,
+    SourceError, SourceFailure,
 };
 
 use crate::cache_read::{never_cached, CacheAnswer, Readable};
@@ -40,6 +41,33 @@ impl Resolved {
                 .zip(keys)
                 .map(|(slot, key)| settle(slot, key))
                 .collect(),
+        }
+    }
+}
+
+/// The freshness policies of a resolution's keys, in key order: a single
+/// key's policy is kept inline, without an allocation.
+enum Policies {
+    One([FreshnessPolicy; 1]),
+    Many(Vec<FreshnessPolicy>),
+}
+
+impl Policies {
+    fn of(resolver: &PolicyResolver, keys: &[ResourceKey]) -> Self {
+        match keys {
+            [key] => Policies::One([resolver.resolve(key)]),
+            _ => Policies::Many(resolver.resolve_all(keys)),
+        }
+    }
+}
+
+impl std::ops::Deref for Policies {
+    type Target = [FreshnessPolicy];
+
+    fn deref(&self) -> &[FreshnessPolicy] {
+        match self {
+            Policies::One(one) => one,
+            Policies::Many(many) => many,
         }
     }
 }
@@ -85,7 +113,7 @@ impl Engine {
     ) -> BoxFuture<'a, Result<Resolved, CacheError>> {
         Box::pin(async move {
             let n = keys.len();
-            let policies = self.policies.resolve_all(keys);
+            let policies = Policies::of(&self.policies, keys);
             // Empty until a key gets an answer other than a fresh cache hit:
             // a build served entirely from the cache never allocates it.
             let mut outcomes: Vec<Option<Outcome>> = Vec::new();
@@ -147,24 +175,29 @@ impl Engine {
             } else {
                 (0..n).filter(|&i| outcomes[i].is_none()).collect()
             };
-            if all_missing || !missing.is_empty() {
-                let fetched = if all_missing {
-                    self.fetch(keys, job, path).await
-                } else {
-                    let wanted: Vec<ResourceKey> =
-                        missing.iter().map(|&i| keys[i].clone()).collect();
-                    self.fetch(&wanted, job, path).await
-                };
-                for (j, outcome) in fetched.into_iter().enumerate() {
-                    let i = if all_missing { j } else { missing[j] };
-                    let candidate = stale.get_mut(i).and_then(Option::take);
-                    outcomes[i] = Some(match (outcome, candidate) {
-                        (Err(error), Some(candidate)) if policies[i].allow_stale_on_error() => {
-                            self.stale_fallback(candidate, &error, job)
-                        }
-                        (outcome, _) => outcome,
-                    });
+            if all_missing {
+                self.fetch(keys, job, path, &mut outcomes).await;
+            } else if !missing.is_empty() {
+                let wanted: Vec<ResourceKey> = missing.iter().map(|&i| keys[i].clone()).collect();
+                let mut fetched = vec![None; wanted.len()];
+                self.fetch(&wanted, job, path, &mut fetched).await;
+                for (&i, outcome) in missing.iter().zip(fetched) {
+                    outcomes[i] = outcome;
                 }
+            }
+            // A key that failed (or that no step reached) falls back to its
+            // stale cached revision when its policy allows.
+            for (i, candidate) in stale.iter_mut().enumerate() {
+                let Some(candidate) = candidate.take() else {
+                    continue;
+                };
+                if !policies[i].allow_stale_on_error() {
+                    continue;
+                }
+                outcomes[i] = Some(match settle(outcomes[i].take(), &keys[i]) {
+                    Err(error) => self.stale_fallback(candidate, &error, job),
+                    resolved => resolved,
+                });
             }
             job.learn(outcomes.iter().flatten().flatten());
             Ok(Resolved::Slots(outcomes))
@@ -197,8 +230,8 @@ impl Engine {
         keys: &[ResourceKey],
         job: &Arc<Job>,
         path: &[ResourceKey],
-    ) -> Vec<Outcome> {
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; keys.len()];
+        outcomes: &mut [Option<Outcome>],
+    ) {
         let mut owned = Vec::new();
         let mut claimed: Vec<(usize, Arc<Flight>)> = Vec::new();
         let mut waits: Vec<(usize, Arc<Flight>, bool)> = Vec::with_capacity(keys.len());
@@ -286,7 +319,7 @@ impl Engine {
                 outcomes[i] = Some(outcome);
             }
         }
-        let waiting = self.wait_all(keys, waits, job, path, &mut outcomes);
+        let waiting = self.wait_all(keys, waits, job, path, outcomes);
         match work.as_mut() {
             None => waiting.await,
             Some(work) => {
@@ -305,11 +338,6 @@ impl Engine {
         }
         // Unfinished work moves to a task here.
         drop(work);
-        outcomes
-            .into_iter()
-            .zip(keys)
-            .map(|(o, k)| o.unwrap_or_else(|| deadline_outcome(k, "before resolution")))
-            .collect()
     }
 
     /// Waits for every flight in `waits`, each bounded by the job deadline.
