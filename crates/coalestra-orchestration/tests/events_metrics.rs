@@ -24,8 +24,13 @@ use coalestra_core::{
     FnSource, FreshnessPolicy, ManualClock, Payload, PolicyResolver, RefreshMode, ResiliencePolicy,
     ResourceKey, RetryPolicy, Snapshot, SourceError, SourceOptions, SourceOutput, Timestamp,
 };
-use coalestra_orchestration::{ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder};
+use coalestra_orchestration::{
+    BuilderConfig, ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder,
+};
 use coalestra_test::{Gate, MetricSample, MetricValue, RecordingSink};
+use support::{build_lenient, join, single_attempt, spawn_strict};
+
+mod support;
 
 // ---------------------------------------------------------------------------
 // Appendix A and B
@@ -359,10 +364,6 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn lenient() -> BuildOptions {
-    BuildOptions::new().strict(false)
-}
-
 fn text(event: &Event, field: &str) -> String {
     event
         .get(field)
@@ -456,6 +457,45 @@ impl Recorded {
         self.counter(name, &labels)
     }
 
+    /// Calls of `source` that ended with fetch status `status`.
+    fn fetches(&self, status: &str, source: &str) -> u64 {
+        self.counter(
+            "source_fetch_total",
+            &[("status", status), ("source", source)],
+        )
+    }
+
+    /// Batch calls of `source` that ended with status `status`.
+    fn batch_calls(&self, status: &str, source: &str) -> u64 {
+        self.counter(
+            "source_batch_call_total",
+            &[("status", status), ("source", source)],
+        )
+    }
+
+    /// Waits for capacity of `source` that timed out for `reason`.
+    fn capacity_timeouts(&self, source: &str, reason: &str) -> u64 {
+        self.counter(
+            "source_capacity_timeout_total",
+            &[("source", source), ("reason", reason)],
+        )
+    }
+
+    /// Builds that ended with status `status`.
+    fn builds(&self, status: &str) -> u64 {
+        self.counter("snapshot_build_total", &[("status", status)])
+    }
+
+    /// Cache reads of `k` with access status `status`.
+    fn cache_accesses(&self, k: &ResourceKey, status: &str) -> u64 {
+        self.resource_counter("cache_access_total", k, &[("status", status)])
+    }
+
+    /// Background refreshes of `k` counted with status `status`.
+    fn refreshes(&self, k: &ResourceKey, status: &str) -> u64 {
+        self.resource_counter("resource_refresh_total", k, &[("status", status)])
+    }
+
     fn observations(&self, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
         self.samples
             .iter()
@@ -466,6 +506,15 @@ impl Recorded {
             })
             .collect()
     }
+}
+
+/// Builds `config` with `sink` as both its event and its metrics sink.
+fn recorded_by(config: BuilderConfig, sink: &RecordingSink) -> SnapshotBuilder {
+    config
+        .events(Arc::new(sink.clone()))
+        .metrics(Arc::new(sink.clone()))
+        .build()
+        .expect("a valid builder")
 }
 
 // ---------------------------------------------------------------------------
@@ -541,7 +590,7 @@ impl Fixture {
                 .with_stale_on_error(true),
         )
         .with_type_override("market", "book", swr);
-        let builder = SnapshotBuilder::builder([rest.into(), flaky.into()])
+        let config = SnapshotBuilder::builder([rest.into(), flaky.into()])
             .clock(Arc::new(clock.clone()))
             .policies(policies)
             .source_resilience(
@@ -555,11 +604,8 @@ impl Fixture {
                     CircuitBreakerPolicy::new(CircuitScope::Source, 1, secs(10))
                         .expect("a valid circuit policy"),
                 ),
-            )
-            .events(Arc::new(sink.clone()))
-            .metrics(Arc::new(sink.clone()))
-            .build()
-            .expect("a valid builder");
+            );
+        let builder = recorded_by(config, &sink);
         Self {
             builder,
             sink,
@@ -605,17 +651,8 @@ async fn step_success(f: &Fixture) {
     assert_eq!(*snapshot.value::<u64>(&btc()).expect("a value"), 100);
     let r = f.since(&mark);
 
-    assert_eq!(
-        r.resource_counter("cache_access_total", &btc(), &[("status", "miss")]),
-        1
-    );
-    assert_eq!(
-        r.counter(
-            "source_fetch_total",
-            &[("status", "success"), ("source", "rest")]
-        ),
-        1
-    );
+    assert_eq!(r.cache_accesses(&btc(), "miss"), 1);
+    assert_eq!(r.fetches("success", "rest"), 1);
     assert_eq!(
         r.observations("source_fetch_latency_ms", &[("source", "rest")])
             .len(),
@@ -626,10 +663,7 @@ async fn step_success(f: &Fixture) {
             .len(),
         1
     );
-    assert_eq!(
-        r.counter("snapshot_build_total", &[("status", "success")]),
-        1
-    );
+    assert_eq!(r.builds("success"), 1);
     let resolved = r.one("resource_resolved");
     assert_payload(resolved);
     assert_eq!(text(resolved, "resource"), btc().to_string());
@@ -650,10 +684,7 @@ async fn step_success(f: &Fixture) {
     let again = f.builder.build([btc()]).await.expect("BTC from cache");
     assert!(again.get(&btc()).is_some_and(|v| v.is_from_cache()));
     let r = f.since(&mark);
-    assert_eq!(
-        r.resource_counter("cache_access_total", &btc(), &[("status", "fresh")]),
-        1
-    );
+    assert_eq!(r.cache_accesses(&btc(), "fresh"), 1);
     assert_eq!(r.counter("source_fetch_total", &[]), 0);
     let hit = r.one("cache_hit");
     assert_payload(hit);
@@ -664,22 +695,12 @@ async fn step_success(f: &Fixture) {
 /// B5.30, B12.11: a permanent failure in a lenient build.
 async fn step_failure(f: &Fixture) {
     let mark = f.mark();
-    let snapshot = f
-        .builder
-        .build_with([eth()], lenient())
-        .await
-        .expect("a lenient build returns");
+    let snapshot = build_lenient(&f.builder, &[eth()], BuildOptions::new()).await;
     assert!(snapshot.error(&eth()).is_some());
     let r = f.since(&mark);
 
-    assert_eq!(
-        r.counter(
-            "source_fetch_total",
-            &[("status", "failure"), ("source", "rest")]
-        ),
-        1
-    );
-    assert_eq!(r.counter("snapshot_build_total", &[("status", "error")]), 1);
+    assert_eq!(r.fetches("failure", "rest"), 1);
+    assert_eq!(r.builds("error"), 1);
     let failed = r.for_resource("source_failed", &eth());
     assert_eq!(failed.len(), 1, "{:?}", r.events);
     assert_payload(failed[0]);
@@ -708,46 +729,21 @@ async fn step_retry(f: &Fixture) {
     let resolved = r.for_resource("resource_resolved", &sol());
     assert_eq!(resolved.len(), 1, "{:?}", r.events);
     assert_eq!(number(resolved[0], "attempts"), 2.0);
-    assert_eq!(
-        r.counter(
-            "source_fetch_total",
-            &[("status", "success"), ("source", "rest")]
-        ),
-        1
-    );
-    assert_eq!(
-        r.counter("snapshot_build_total", &[("status", "success")]),
-        1
-    );
+    assert_eq!(r.fetches("success", "rest"), 1);
+    assert_eq!(r.builds("success"), 1);
 }
 
 /// B10 / Appendix B: a failure opens the circuit, the next call is refused.
 async fn step_circuit_open(f: &Fixture) {
     let mark = f.mark();
     for _ in 0..2 {
-        let snapshot = f
-            .builder
-            .build_with([xrp()], lenient())
-            .await
-            .expect("a lenient build returns");
+        let snapshot = build_lenient(&f.builder, &[xrp()], BuildOptions::new()).await;
         assert!(snapshot.error(&xrp()).is_some());
     }
     let r = f.since(&mark);
 
-    assert_eq!(
-        r.counter(
-            "source_fetch_total",
-            &[("status", "failure"), ("source", "flaky")]
-        ),
-        1
-    );
-    assert_eq!(
-        r.counter(
-            "source_fetch_total",
-            &[("status", "circuit_open"), ("source", "flaky")]
-        ),
-        1
-    );
+    assert_eq!(r.fetches("failure", "flaky"), 1);
+    assert_eq!(r.fetches("circuit_open", "flaky"), 1);
     let open = r.one("source_circuit_open");
     assert_payload(open);
     assert_eq!(text(open, "source"), "flaky");
@@ -764,32 +760,15 @@ async fn step_stale_fallback(f: &Fixture) {
     f.clock.advance(secs(2));
     f.ada_failing.store(true, Ordering::SeqCst);
     let mark = f.mark();
-    let snapshot = f
-        .builder
-        .build_with([ada()], lenient())
-        .await
-        .expect("a lenient build returns");
+    let snapshot = build_lenient(&f.builder, &[ada()], BuildOptions::new()).await;
     assert!(
         snapshot.get(&ada()).is_some_and(|v| v.is_stale()),
         "{snapshot:?}"
     );
     let r = f.since(&mark);
 
-    assert_eq!(
-        r.resource_counter(
-            "cache_access_total",
-            &ada(),
-            &[("status", "stale_fallback")]
-        ),
-        1
-    );
-    assert_eq!(
-        r.counter(
-            "source_fetch_total",
-            &[("status", "failure"), ("source", "rest")]
-        ),
-        1
-    );
+    assert_eq!(r.cache_accesses(&ada(), "stale_fallback"), 1);
+    assert_eq!(r.fetches("failure", "rest"), 1);
     let used = r.one("stale_fallback_used");
     assert_payload(used);
     assert_eq!(text(used, "resource"), ada().to_string());
@@ -807,22 +786,9 @@ async fn step_refresh(f: &Fixture) {
     f.builder.wait_for_refreshes().await;
     let r = f.since(&mark);
 
-    assert_eq!(
-        r.resource_counter(
-            "cache_access_total",
-            &dot(),
-            &[("status", "stale_while_revalidate")]
-        ),
-        1
-    );
-    assert_eq!(
-        r.resource_counter("resource_refresh_total", &dot(), &[("status", "scheduled")]),
-        1
-    );
-    assert_eq!(
-        r.resource_counter("resource_refresh_total", &dot(), &[("status", "success")]),
-        1
-    );
+    assert_eq!(r.cache_accesses(&dot(), "stale_while_revalidate"), 1);
+    assert_eq!(r.refreshes(&dot(), "scheduled"), 1);
+    assert_eq!(r.refreshes(&dot(), "success"), 1);
     let scheduled = r.one("resource_refresh_scheduled");
     assert_payload(scheduled);
     assert_eq!(text(scheduled, "resource"), dot().to_string());
@@ -843,10 +809,7 @@ async fn step_refresh(f: &Fixture) {
         .expect("DOT served stale again");
     f.builder.wait_for_refreshes().await;
     let r = f.since(&mark);
-    assert_eq!(
-        r.resource_counter("resource_refresh_total", &dot(), &[("status", "failure")]),
-        1
-    );
+    assert_eq!(r.refreshes(&dot(), "failure"), 1);
     let failed = r.one("resource_refresh_failed");
     assert_payload(failed);
     assert_eq!(text(failed, "resource"), dot().to_string());
@@ -948,18 +911,11 @@ async fn step_invalidation(f: &Fixture) {
 /// resource type.
 async fn step_singleflight(f: &Fixture) {
     let mark = f.mark();
-    let first = tokio::spawn({
-        let builder = f.builder.clone();
-        async move { builder.build([bnb()]).await }
-    });
-    let second = tokio::spawn({
-        let builder = f.builder.clone();
-        async move { builder.build([bnb()]).await }
-    });
+    let first = spawn_strict(&f.builder, vec![bnb()]);
+    let second = spawn_strict(&f.builder, vec![bnb()]);
     f.bnb_gate.wait_for_arrivals(1).await;
     f.bnb_gate.open();
-    let first = first.await.expect("no panic").expect("first build");
-    let second = second.await.expect("no panic").expect("second build");
+    let (first, second) = (join(first).await, join(second).await);
     let coalesced = [&first, &second]
         .iter()
         .filter(|s: &&&Snapshot| s.get(&bnb()).is_some_and(|v| v.is_coalesced()))
@@ -987,49 +943,44 @@ async fn step_singleflight(f: &Fixture) {
 // One test per step
 // ---------------------------------------------------------------------------
 
-#[tokio::test(start_paused = true)]
-async fn success_and_cache_hit_emit_catalogued_records() {
-    step_success(&Fixture::new()).await;
+/// The scenario's steps, in scenario order. Each row is a test that runs its
+/// step alone on a fresh fixture; `run_every_step` runs all of them, in this
+/// order, on one fixture.
+macro_rules! catalogued_steps {
+    ($($(#[$attr:meta])* fn $test:ident = $step:ident;)*) => {
+        $(
+            $(#[$attr])*
+            async fn $test() {
+                $step(&Fixture::new()).await;
+            }
+        )*
+
+        /// Runs every step of the scenario on `f`, in table order.
+        async fn run_every_step(f: &Fixture) {
+            $($step(f).await;)*
+        }
+    };
 }
 
-#[tokio::test(start_paused = true)]
-async fn failure_emits_catalogued_records() {
-    step_failure(&Fixture::new()).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn retry_emits_one_resolution_with_its_attempts() {
-    step_retry(&Fixture::new()).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn circuit_open_emits_catalogued_records() {
-    step_circuit_open(&Fixture::new()).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn stale_fallback_emits_catalogued_records() {
-    step_stale_fallback(&Fixture::new()).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn background_refresh_emits_catalogued_records() {
-    step_refresh(&Fixture::new()).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn publication_emits_catalogued_records() {
-    step_publication(&Fixture::new()).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn invalidation_emits_catalogued_records() {
-    step_invalidation(&Fixture::new()).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn singleflight_join_is_counted_by_resource_type() {
-    step_singleflight(&Fixture::new()).await;
+catalogued_steps! {
+    #[tokio::test(start_paused = true)]
+    fn success_and_cache_hit_emit_catalogued_records = step_success;
+    #[tokio::test(start_paused = true)]
+    fn failure_emits_catalogued_records = step_failure;
+    #[tokio::test(start_paused = true)]
+    fn retry_emits_one_resolution_with_its_attempts = step_retry;
+    #[tokio::test(start_paused = true)]
+    fn circuit_open_emits_catalogued_records = step_circuit_open;
+    #[tokio::test(start_paused = true)]
+    fn stale_fallback_emits_catalogued_records = step_stale_fallback;
+    #[tokio::test(start_paused = true)]
+    fn background_refresh_emits_catalogued_records = step_refresh;
+    #[tokio::test(start_paused = true)]
+    fn publication_emits_catalogued_records = step_publication;
+    #[tokio::test(start_paused = true)]
+    fn invalidation_emits_catalogued_records = step_invalidation;
+    #[tokio::test(start_paused = true)]
+    fn singleflight_join_is_counted_by_resource_type = step_singleflight;
 }
 
 // ---------------------------------------------------------------------------
@@ -1116,15 +1067,7 @@ fn assert_events_catalogued(events: &[Event], keys: &[ResourceKey]) {
 #[tokio::test(start_paused = true)]
 async fn full_scenario_respects_the_catalogue_and_label_cardinality() {
     let f = Fixture::new();
-    step_success(&f).await;
-    step_failure(&f).await;
-    step_retry(&f).await;
-    step_circuit_open(&f).await;
-    step_stale_fallback(&f).await;
-    step_refresh(&f).await;
-    step_publication(&f).await;
-    step_invalidation(&f).await;
-    step_singleflight(&f).await;
+    run_every_step(&f).await;
 
     let samples = f.sink.samples();
     let events = f.sink.events();
@@ -1217,16 +1160,10 @@ async fn timeouts_batches_and_sessions_respect_label_cardinality() {
     .with_supports(|k: &ResourceKey| k.name() == "legacy")
     .with_timeout(secs(2))
     .with_blocking_io(Some(secs(1)));
-    let builder = SnapshotBuilder::builder([bulk.into(), narrow.into(), blocking.into()])
+    let config = SnapshotBuilder::builder([bulk.into(), narrow.into(), blocking.into()])
         .clock(Arc::new(clock))
-        .resilience(ResiliencePolicy::new(
-            RetryPolicy::none(),
-            CircuitBreakerPolicy::disabled(),
-        ))
-        .events(Arc::new(sink.clone()))
-        .metrics(Arc::new(sink.clone()))
-        .build()
-        .expect("a valid builder");
+        .resilience(single_attempt());
+    let builder = recorded_by(config, &sink);
     let bulk_a = key("market:bulk:BTCUSDT?venue=spot");
     let bulk_b = key("market:bulk:ETHUSDT?venue=futures");
     let bulk_c = key("market:bulk:SOLUSDT?venue=spot");
@@ -1249,33 +1186,24 @@ async fn timeouts_batches_and_sessions_respect_label_cardinality() {
         .await
         .expect("the batch succeeds");
     bulk_failing.store(true, Ordering::SeqCst);
-    builder
-        .build_with([bulk_c.clone()], lenient())
-        .await
-        .expect("a lenient build returns");
-    let holder = tokio::spawn({
-        let builder = builder.clone();
-        let hold = hold.clone();
-        async move { builder.build([hold]).await }
-    });
+    build_lenient(&builder, std::slice::from_ref(&bulk_c), BuildOptions::new()).await;
+    let holder = spawn_strict(&builder, vec![hold.clone()]);
     gate.wait_for_arrivals(1).await;
-    builder
-        .build_with([queued.clone()], lenient())
-        .await
-        .expect("a lenient build returns");
-    builder
-        .build_with([late.clone()], lenient().deadline(ms(5)))
-        .await
-        .expect("a lenient build returns");
+    build_lenient(&builder, std::slice::from_ref(&queued), BuildOptions::new()).await;
+    build_lenient(
+        &builder,
+        std::slice::from_ref(&late),
+        BuildOptions::new().deadline(ms(5)),
+    )
+    .await;
     gate.open();
-    holder
-        .await
-        .expect("no panic")
-        .expect("the holder succeeds");
-    builder
-        .build_with([legacy.clone()], lenient().deadline(ms(100)))
-        .await
-        .expect("a lenient build returns");
+    join(holder).await;
+    build_lenient(
+        &builder,
+        std::slice::from_ref(&legacy),
+        BuildOptions::new().deadline(ms(100)),
+    )
+    .await;
     let session = builder
         .session(SessionOptions::new())
         .expect("a session opens");
@@ -1297,37 +1225,16 @@ async fn timeouts_batches_and_sessions_respect_label_cardinality() {
         samples: sink.samples(),
     };
     assert_eq!(
-        recorded.counter(
-            "source_batch_call_total",
-            &[("status", "success"), ("source", "bulk")]
-        ),
+        recorded.batch_calls("success", "bulk"),
         2,
         "the first build and the forced revalidation (the session reads the cache)"
     );
-    assert_eq!(
-        recorded.counter(
-            "source_batch_call_total",
-            &[("status", "failure"), ("source", "bulk")]
-        ),
-        1
-    );
+    assert_eq!(recorded.batch_calls("failure", "bulk"), 1);
     assert!(recorded
         .observations("source_batch_size", &[("source", "bulk")])
         .contains(&2.0));
-    assert_eq!(
-        recorded.counter(
-            "source_capacity_timeout_total",
-            &[("source", "narrow"), ("reason", "queue_timeout")]
-        ),
-        1
-    );
-    assert_eq!(
-        recorded.counter(
-            "source_capacity_timeout_total",
-            &[("source", "narrow"), ("reason", "snapshot_deadline")]
-        ),
-        1
-    );
+    assert_eq!(recorded.capacity_timeouts("narrow", "queue_timeout"), 1);
+    assert_eq!(recorded.capacity_timeouts("narrow", "snapshot_deadline"), 1);
     assert_eq!(
         recorded.counter(
             "source_transport_budget_rejection_total",
@@ -1380,33 +1287,19 @@ async fn batch_call_status_distinguishes_queue_timeouts_and_deadlines() {
     })
     .with_max_concurrency(NonZeroUsize::MIN)
     .with_queue_timeout(ms(10));
-    let builder = SnapshotBuilder::builder([bulk.into()])
-        .resilience(ResiliencePolicy::new(
-            RetryPolicy::none(),
-            CircuitBreakerPolicy::disabled(),
-        ))
-        .events(Arc::new(sink.clone()))
-        .metrics(Arc::new(sink.clone()))
-        .build()
-        .expect("a valid builder");
-    let holder = tokio::spawn({
-        let builder = builder.clone();
-        async move { builder.build([key("market:bulk:HOLD")]).await }
-    });
+    let config = SnapshotBuilder::builder([bulk.into()]).resilience(single_attempt());
+    let builder = recorded_by(config, &sink);
+    let holder = spawn_strict(&builder, vec![key("market:bulk:HOLD")]);
     gate.wait_for_arrivals(1).await;
-    builder
-        .build_with([key("market:bulk:QUEUED")], lenient())
-        .await
-        .expect("a lenient build returns");
-    builder
-        .build_with([key("market:bulk:LATE")], lenient().deadline(ms(5)))
-        .await
-        .expect("a lenient build returns");
+    build_lenient(&builder, &[key("market:bulk:QUEUED")], BuildOptions::new()).await;
+    build_lenient(
+        &builder,
+        &[key("market:bulk:LATE")],
+        BuildOptions::new().deadline(ms(5)),
+    )
+    .await;
     gate.open();
-    holder
-        .await
-        .expect("no panic")
-        .expect("the holder succeeds");
+    join(holder).await;
 
     let statuses: BTreeMap<String, u64> = sink
         .samples()
@@ -1447,14 +1340,7 @@ async fn forced_revalidation_reports_the_cache_bypass() {
         .expect("the revalidation commits");
     let r = f.since(&mark);
 
-    assert_eq!(
-        r.resource_counter(
-            "cache_access_total",
-            &btc(),
-            &[("status", "revalidation_bypass")]
-        ),
-        1
-    );
+    assert_eq!(r.cache_accesses(&btc(), "revalidation_bypass"), 1);
     let bypassed = r.one("cache_bypassed");
     assert_payload(bypassed);
     assert_eq!(text(bypassed, "resource"), btc().to_string());
