@@ -257,14 +257,22 @@ delegate_info!(FnSource);
 
 #[async_trait]
 impl Source for FnSource {
-    async fn fetch(
-        &self,
-        key: &ResourceKey,
-        ctx: &FetchContext,
-    ) -> Result<SourceOutput, SourceError> {
+    // Written out instead of `async fn`: the closure's future is already
+    // boxed, and is returned as it is rather than boxed a second time.
+    fn fetch<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        key: &'life1 ResourceKey,
+        ctx: &'life2 FetchContext,
+    ) -> Pin<Box<dyn Future<Output = Result<SourceOutput, SourceError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
         match &self.fetch {
-            Fetcher::Async(f) => f(key.clone(), ctx.clone()).await,
-            Fetcher::Sync(f) => f(key, ctx),
+            Fetcher::Async(f) => f(key.clone(), ctx.clone()),
+            Fetcher::Sync(f) => Box::pin(async move { f(key, ctx) }),
         }
     }
 
@@ -343,14 +351,21 @@ impl BatchSource for FnBatchSource {
         self.decl.max_batch_size
     }
 
-    async fn fetch_many(
-        &self,
-        keys: &[ResourceKey],
-        ctx: &FetchContext,
-    ) -> Result<BatchOutput, SourceError> {
+    // Written out instead of `async fn`, as `FnSource::fetch` is.
+    fn fetch_many<'life0, 'life1, 'life2, 'async_trait>(
+        &'life0 self,
+        keys: &'life1 [ResourceKey],
+        ctx: &'life2 FetchContext,
+    ) -> Pin<Box<dyn Future<Output = Result<BatchOutput, SourceError>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        'life2: 'async_trait,
+        Self: 'async_trait,
+    {
         match &self.fetch {
-            Fetcher::Async(f) => f(keys.to_vec(), ctx.clone()).await,
-            Fetcher::Sync(f) => f(keys, ctx),
+            Fetcher::Async(f) => f(keys.to_vec(), ctx.clone()),
+            Fetcher::Sync(f) => Box::pin(async move { f(keys, ctx) }),
         }
     }
 
