@@ -13,21 +13,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coalestra_cache::MemoryCache;
 use coalestra_core::{
-    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
-    CoalestraError, FetchContext, FnSource, FreshnessPolicy, ResiliencePolicy, ResourceError,
-    ResourceKey, RetryPolicy, Snapshot, SnapshotCache, SourceError, SourceOptions, SourceOutput,
-    Timestamp, WriteResult,
+    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CoalestraError,
+    FetchContext, FnSource, FreshnessPolicy, ResourceError, ResourceKey, Snapshot, SnapshotCache,
+    SourceError, SourceOptions, SourceOutput, Timestamp, WriteResult,
 };
 use coalestra_orchestration::SnapshotBuilder;
-use tokio::sync::{watch, Notify};
+use coalestra_test::{key, Gate};
 use tokio::time::Instant;
 
-const DEADLINE: Duration = Duration::from_millis(20);
-const HANG_GUARD: Duration = Duration::from_secs(30);
+mod support;
+use support::{counted, counter, failure_details, single_attempt, HANG_GUARD};
 
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
+const DEADLINE: Duration = Duration::from_millis(20);
 
 fn price() -> ResourceKey {
     key("market:price:BTC")
@@ -35,18 +32,6 @@ fn price() -> ResourceKey {
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-fn counter() -> Arc<AtomicUsize> {
-    Arc::new(AtomicUsize::new(0))
-}
-
-fn count(c: &AtomicUsize) -> usize {
-    c.load(Ordering::SeqCst)
 }
 
 /// Asserts `elapsed` is `expected` on the paused clock (timer granularity is
@@ -70,22 +55,6 @@ fn slow_source(name: &str, delay: Duration, calls: Arc<AtomicUsize>) -> FnSource
     })
 }
 
-/// `(source, error_type, message, attempts)` for each failure of `error`.
-fn failures_of(error: &ResourceError) -> Vec<(String, String, String, u32)> {
-    error
-        .failures()
-        .iter()
-        .map(|f| {
-            (
-                f.source.to_string(),
-                f.error.error_type().to_owned(),
-                f.error.to_string(),
-                f.attempts,
-            )
-        })
-        .collect()
-}
-
 fn resource_error<'a>(error: &'a CoalestraError, k: &ResourceKey) -> &'a ResourceError {
     error
         .as_build()
@@ -98,53 +67,6 @@ fn snapshot_error<'a>(snapshot: &'a Snapshot, k: &ResourceKey) -> &'a ResourceEr
     snapshot
         .error(k)
         .unwrap_or_else(|| panic!("{k} should have failed: {snapshot:?}"))
-}
-
-/// Holds callers until opened; counts arrivals.
-#[derive(Clone)]
-struct Gate {
-    open: Arc<watch::Sender<bool>>,
-    arrivals: Arc<AtomicUsize>,
-    arrived: Arc<Notify>,
-}
-
-impl std::fmt::Debug for Gate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate").finish_non_exhaustive()
-    }
-}
-
-impl Gate {
-    fn new() -> Self {
-        Self {
-            open: Arc::new(watch::channel(false).0),
-            arrivals: Arc::default(),
-            arrived: Arc::default(),
-        }
-    }
-
-    async fn pass(&self) {
-        let mut rx = self.open.subscribe();
-        self.arrivals.fetch_add(1, Ordering::SeqCst);
-        self.arrived.notify_waiters();
-        rx.wait_for(|open| *open).await.expect("gate sender alive");
-    }
-
-    fn open(&self) {
-        self.open.send_replace(true);
-    }
-
-    async fn wait_for_arrivals(&self, n: usize) {
-        loop {
-            let notified = self.arrived.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.arrivals.load(Ordering::SeqCst) >= n {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 /// A source holding calls for `gated` at `gate`; counts calls per key.
@@ -191,13 +113,13 @@ async fn snapshot_deadline_limits_source_resolution() {
     assert!(build.is_deadline_exceeded(), "{error}");
     let resource = resource_error(&error, &price());
     assert_eq!(resource.error_type(), "ResourceResolutionError");
-    let failures = failures_of(resource);
+    let failures = failure_details(resource);
     assert_eq!(
         failures[0].1, "SnapshotDeadlineExceededError",
         "{failures:?}"
     );
     assert!(resource.is_deadline_exceeded());
-    assert_eq!(count(&calls), 1);
+    assert_eq!(counted(&calls), 1);
     assert_eq!(builder.timeout_counts(), (0, 0, 1));
 }
 
@@ -223,7 +145,7 @@ async fn build_returns_at_the_deadline_even_if_the_source_never_answers() {
     .expect("the build returns at its deadline");
     assert_elapsed(start.elapsed(), DEADLINE);
     let snapshot = result.expect("a non-strict build returns a snapshot");
-    let failures = failures_of(snapshot_error(&snapshot, &price()));
+    let failures = failure_details(snapshot_error(&snapshot, &price()));
     assert_eq!(
         failures[0].1, "SnapshotDeadlineExceededError",
         "{failures:?}"
@@ -247,7 +169,7 @@ async fn source_timeout_reports_the_effective_budget() {
         .await
         .expect_err("the source times out");
     assert_elapsed(start.elapsed(), ms(10));
-    let failures = failures_of(resource_error(&error, &price()));
+    let failures = failure_details(resource_error(&error, &price()));
     assert_eq!(failures.len(), 1, "{failures:?}");
     let (source, error_type, message, attempts) = &failures[0];
     assert_eq!(source, "slow");
@@ -285,7 +207,7 @@ async fn source_timeout_shorter_than_the_deadline_is_a_source_timeout() {
         )
         .await
         .expect("non-strict build");
-    let failures = failures_of(snapshot_error(&snapshot, &price()));
+    let failures = failure_details(snapshot_error(&snapshot, &price()));
     assert_eq!(failures[0].1, "SourceTimeoutError", "{failures:?}");
     assert!(
         failures[0].2.contains("timed out after 0.010s"),
@@ -367,7 +289,7 @@ async fn deadline_during_cache_read_is_reported_per_resource() {
     );
     assert_eq!(build.errors().len(), keys.len());
     for k in &keys {
-        let failures = failures_of(resource_error(&error, k));
+        let failures = failure_details(resource_error(&error, k));
         assert_eq!(failures.len(), 1, "{k}: {failures:?}");
         assert_eq!(failures[0].0, "snapshot", "{k}: {failures:?}");
         assert_eq!(
@@ -375,7 +297,7 @@ async fn deadline_during_cache_read_is_reported_per_resource() {
             "{k}: {failures:?}"
         );
     }
-    assert_eq!(count(&calls), 0, "no source is called after the deadline");
+    assert_eq!(counted(&calls), 0, "no source is called after the deadline");
 }
 
 // B11.10: cache writes are covered by the same budget.
@@ -443,7 +365,7 @@ async fn transport_timeout_is_not_misclassified_as_deadline() {
         .await
         .expect("non-strict build");
     let error = snapshot_error(&snapshot, &price());
-    let failures = failures_of(error);
+    let failures = failure_details(error);
     assert_eq!(failures[0].0, "transport");
     assert_eq!(failures[0].1, "TimeoutError", "{failures:?}");
     assert!(failures[0].2.contains("transport timeout"), "{failures:?}");
@@ -454,7 +376,7 @@ async fn transport_timeout_is_not_misclassified_as_deadline() {
             .all(|f| f.1 != "SnapshotDeadlineExceededError"),
         "{failures:?}"
     );
-    assert!(count(&calls) >= 1);
+    assert!(counted(&calls) >= 1);
     assert_eq!(builder.timeout_counts(), (0, 0, 0));
 }
 
@@ -498,7 +420,7 @@ async fn deadline_bounds_capacity_waits() {
     .expect("the waiting build returns at its deadline")
     .expect("non-strict build");
     assert_elapsed(start.elapsed(), DEADLINE);
-    let failures = failures_of(snapshot_error(&snapshot, &other));
+    let failures = failure_details(snapshot_error(&snapshot, &other));
     assert!(!failures.is_empty());
     assert_eq!(
         failures[0].1, "SnapshotDeadlineExceededError",
@@ -583,7 +505,7 @@ async fn deadline_bounds_waiting_for_a_shared_fetch() {
     .expect("the joined build returns at its deadline")
     .expect_err("the shared fetch outlives the deadline");
     assert_elapsed(start.elapsed(), DEADLINE);
-    let failures = failures_of(resource_error(&error, &price()));
+    let failures = failure_details(resource_error(&error, &price()));
     assert_eq!(
         failures[0].1, "SnapshotDeadlineExceededError",
         "{failures:?}"
@@ -627,7 +549,7 @@ async fn one_budget_covers_consecutive_fallback_sources() {
         .await
         .expect_err("30 ms + 40 ms exceeds a 50 ms budget");
     assert_elapsed(start.elapsed(), ms(50));
-    let failures = failures_of(resource_error(&error, &price()));
+    let failures = failure_details(resource_error(&error, &price()));
     assert!(!failures.is_empty());
     assert!(
         failures
@@ -635,9 +557,9 @@ async fn one_budget_covers_consecutive_fallback_sources() {
             .all(|f| f.1 == "SnapshotDeadlineExceededError"),
         "{failures:?}"
     );
-    assert_eq!(count(&primary_calls), 1);
+    assert_eq!(counted(&primary_calls), 1);
     assert_eq!(
-        count(&fallback_calls),
+        counted(&fallback_calls),
         1,
         "the fallback got the remaining 20 ms"
     );
@@ -691,7 +613,7 @@ async fn deadline_is_rechecked_after_the_source_returns() {
         .await
         .expect("non-strict build");
     let error = snapshot_error(&snapshot, &price());
-    let failures = failures_of(error);
+    let failures = failure_details(error);
     assert!(
         failures
             .iter()
@@ -704,8 +626,8 @@ async fn deadline_is_rechecked_after_the_source_returns() {
     // after the deadline without any timer firing; that value is discarded,
     // so it never reaches the cache.
     builder.close().await;
-    assert_eq!(count(&first_calls), 1);
-    assert_eq!(count(&second_calls), 1);
+    assert_eq!(counted(&first_calls), 1);
+    assert_eq!(counted(&second_calls), 1);
     let cached = builder
         .cache()
         .get(
@@ -743,12 +665,12 @@ async fn no_source_is_called_once_the_deadline_has_passed() {
         .await
         .expect_err("the deadline passed during the first call");
     let resource = resource_error(&error, &price());
-    let failures = failures_of(resource);
+    let failures = failure_details(resource);
     // Let the detached fetch run to its end before counting calls.
     builder.close().await;
-    assert_eq!(count(&first_calls), 1);
+    assert_eq!(counted(&first_calls), 1);
     assert_eq!(
-        count(&second_calls),
+        counted(&second_calls),
         0,
         "the second source is never started"
     );
@@ -777,7 +699,7 @@ async fn zero_deadline_is_rejected() {
         .expect_err("a zero deadline is invalid");
     assert!(error.is_config(), "{error}");
     assert!(error.as_build().is_none());
-    assert_eq!(count(&calls), 0);
+    assert_eq!(counted(&calls), 0);
 
     let ok = builder
         .build_with(

@@ -1,20 +1,55 @@
-//! Fixtures shared by the orchestration integration tests: builder
-//! configurations on a manual clock, paused-clock synchronisation, builds
-//! guarded against hangs, call logs and snapshot inspection.
+//! Fixtures shared by the orchestration integration tests: common keys,
+//! builder configurations on a manual clock, paused-clock synchronisation,
+//! builds guarded against hangs, call logs and counters, snapshot
+//! inspection.
 //!
 //! Every test binary compiles this module on its own and uses only part of
 //! it, hence the one `dead_code` allowance.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coalestra_core::{
     BuildOptions, CircuitBreakerPolicy, FreshnessPolicy, ManualClock, ResiliencePolicy,
-    ResourceKey, RetryPolicy, Snapshot, SourceRef,
+    ResourceError, ResourceKey, RetryPolicy, Snapshot, SourceRef,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_test::{key, RecordingSink};
 use tokio::task::JoinHandle;
+
+// ---------------------------------------------------------------- keys
+
+/// `market:price:A`.
+pub fn a() -> ResourceKey {
+    key("market:price:A")
+}
+
+/// `market:price:B`.
+pub fn b() -> ResourceKey {
+    key("market:price:B")
+}
+
+/// `market:price:C`.
+pub fn c() -> ResourceKey {
+    key("market:price:C")
+}
+
+/// `demo:raw:x`, the input of the derived chain.
+pub fn raw() -> ResourceKey {
+    key("demo:raw:x")
+}
+
+/// `demo:doubled:x`, derived from [`raw`].
+pub fn doubled() -> ResourceKey {
+    key("demo:doubled:x")
+}
+
+/// `demo:chained:x`, derived from [`doubled`].
+pub fn chained() -> ResourceKey {
+    key("demo:chained:x")
+}
 
 // ------------------------------------------------------------ policies
 
@@ -32,6 +67,12 @@ pub fn long_ttl() -> FreshnessPolicy {
     FreshnessPolicy::new(Duration::from_secs(600), Duration::from_secs(1200)).expect("valid policy")
 }
 
+/// Non-strict build options: failed keys are reported in the snapshot
+/// instead of failing the build.
+pub fn lenient() -> BuildOptions {
+    BuildOptions::new().strict(false)
+}
+
 // ------------------------------------------------------ configurations
 
 /// A builder configuration over `sources` on a manual wall clock at 1000 s,
@@ -46,6 +87,18 @@ pub fn single_attempt_config(sources: Vec<SourceRef>, clock: &ManualClock) -> Bu
     SnapshotBuilder::builder(sources)
         .clock(Arc::new(clock.clone()))
         .resilience(single_attempt())
+}
+
+/// `config` reporting its events and metrics to `sink`.
+pub fn recording(config: BuilderConfig, sink: &RecordingSink) -> BuilderConfig {
+    config
+        .events(Arc::new(sink.clone()))
+        .metrics(Arc::new(sink.clone()))
+}
+
+/// Builds `config` with `sink` as both its event and its metrics sink.
+pub fn recorded_by(config: BuilderConfig, sink: &RecordingSink) -> SnapshotBuilder {
+    recording(config, sink).build().expect("a valid builder")
 }
 
 // ------------------------------------------------- paused-clock helpers
@@ -151,6 +204,22 @@ pub fn one_failure(source: &str, error_type: &str, attempts: u32) -> Vec<(String
     vec![(source.to_owned(), error_type.to_owned(), attempts)]
 }
 
+/// (source, error type, message, attempts) of every failure in `error`.
+pub fn failure_details(error: &ResourceError) -> Vec<(String, String, String, u32)> {
+    error
+        .failures()
+        .iter()
+        .map(|f| {
+            (
+                f.source.to_string(),
+                f.error.error_type().to_owned(),
+                f.error.to_string(),
+                f.attempts,
+            )
+        })
+        .collect()
+}
+
 /// The rendered error of every failure of `key` (none when it resolved).
 pub fn failure_messages(snapshot: &Snapshot, key: &ResourceKey) -> Vec<String> {
     snapshot
@@ -190,4 +259,14 @@ pub type Batches = Arc<Mutex<Vec<Vec<ResourceKey>>>>;
 /// Every batch call recorded in `batches` so far.
 pub fn batch_calls(batches: &Batches) -> Vec<Vec<ResourceKey>> {
     batches.lock().expect("batch log poisoned").clone()
+}
+
+/// A call counter at zero, shared with a test source.
+pub fn counter() -> Arc<AtomicUsize> {
+    Arc::new(AtomicUsize::new(0))
+}
+
+/// The calls `counter` has counted so far.
+pub fn counted(counter: &AtomicUsize) -> usize {
+    counter.load(Ordering::SeqCst)
 }
