@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -27,26 +26,18 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// A future that reports a panic of its inner future as an error.
-pub(crate) struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F> CatchUnwind<F> {
-    pub(crate) fn new(future: F) -> Self {
-        Self(Box::pin(future))
-    }
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, String>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+/// Runs `future`, reporting a panic while it is polled as an error. The
+/// future is pinned in place: no allocation per source call.
+pub(crate) async fn isolate_panics<F: Future>(future: F) -> Result<F::Output, String> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(move |cx: &mut Context<'_>| {
+        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(payload) => Poll::Ready(Err(panic_message(payload))),
         }
-    }
+    })
+    .await
 }
 
 impl Engine {
@@ -128,7 +119,7 @@ impl Engine {
                     source = %entry.name,
                     snapshot_id = %job.ctx.snapshot_id
                 );
-                let call = CatchUnwind::new(async_call());
+                let call = isolate_panics(async_call());
                 bounded(budget, call).instrument(span).await
             }
             Execution::Blocking => {
