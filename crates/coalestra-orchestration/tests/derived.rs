@@ -13,24 +13,18 @@ use async_trait::async_trait;
 use coalestra_concurrency::CapacitySnapshot;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
-    BuildOptions, CacheWrite, CircuitBreakerPolicy, Clock, DerivedSource, FetchContext,
-    FnDerivedSource, FnSource, FreshnessPolicy, ManualClock, Payload, ResiliencePolicy,
-    ResourceError, ResourceKey, RetryPolicy, Snapshot, SnapshotValue, SourceError, SourceInfo,
-    SourceOptions, SourceOutput, SourceRef, Timestamp, Version,
+    BuildOptions, CacheWrite, Clock, DerivedSource, FetchContext, FnDerivedSource, FnSource,
+    FreshnessPolicy, ManualClock, Payload, ResourceKey, Snapshot, SnapshotValue, SourceError,
+    SourceInfo, SourceOptions, SourceOutput, SourceRef, Timestamp, Version,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_test::key;
 
-/// Upper bound for anything that could deadlock; far beyond any legitimate
-/// build on the paused clock.
-const HANG_GUARD: Duration = Duration::from_secs(30);
+mod support;
+use support::{
+    build_lenient, counted, counter, failure_details, long_ttl, raw, single_attempt, HANG_GUARD,
+};
 
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
-
-fn raw() -> ResourceKey {
-    key("demo:raw:x")
-}
 fn value_a() -> ResourceKey {
     key("demo:value_a:x")
 }
@@ -39,22 +33,6 @@ fn value_b() -> ResourceKey {
 }
 fn chain() -> ResourceKey {
     key("demo:chain:x")
-}
-
-fn counter() -> Arc<AtomicUsize> {
-    Arc::new(AtomicUsize::new(0))
-}
-
-fn count(c: &AtomicUsize) -> usize {
-    c.load(Ordering::SeqCst)
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-fn long_ttl() -> FreshnessPolicy {
-    FreshnessPolicy::new(Duration::from_secs(60), Duration::from_secs(120)).expect("valid policy")
 }
 
 /// A single-key source for keys named `name`, answering the current value of
@@ -141,21 +119,6 @@ fn graph_source(
     .with_supports(move |k| supported.iter().any(|(from, _)| from == k))
 }
 
-fn failures_of(error: &ResourceError) -> Vec<(String, String, String, u32)> {
-    error
-        .failures()
-        .iter()
-        .map(|f| {
-            (
-                f.source.to_string(),
-                f.error.error_type().to_owned(),
-                f.error.to_string(),
-                f.attempts,
-            )
-        })
-        .collect()
-}
-
 fn assert_cycle_error(snapshot: &Snapshot, k: &ResourceKey) {
     let error = snapshot
         .error(k)
@@ -163,28 +126,18 @@ fn assert_cycle_error(snapshot: &Snapshot, k: &ResourceKey) {
     let first = error
         .failures()
         .first()
-        .unwrap_or_else(|| panic!("{k} should carry failures: {:?}", failures_of(error)));
+        .unwrap_or_else(|| panic!("{k} should carry failures: {:?}", failure_details(error)));
     assert_eq!(
         first.error.error_type(),
         "DependencyResolutionError",
         "failures of {k}: {:?}",
-        failures_of(error)
+        failure_details(error)
     );
     assert!(
         first.error.to_string().to_lowercase().contains("cycle"),
         "message should mention the cycle: {:?}",
-        failures_of(error)
+        failure_details(error)
     );
-}
-
-async fn build_non_strict(builder: &SnapshotBuilder, keys: &[ResourceKey]) -> Snapshot {
-    tokio::time::timeout(
-        HANG_GUARD,
-        builder.build_with(keys.to_vec(), BuildOptions::new().strict(false)),
-    )
-    .await
-    .expect("build must not hang")
-    .expect("non-strict build returns a snapshot")
 }
 
 // B7.1
@@ -214,7 +167,7 @@ async fn shared_dependency_is_fetched_once_and_not_visible_in_the_snapshot() {
     assert!(!snapshot.contains(&raw()));
     assert!(snapshot.get(&raw()).is_none());
     assert_eq!(
-        count(&raw_calls),
+        counted(&raw_calls),
         1,
         "the shared dependency is fetched once"
     );
@@ -358,7 +311,7 @@ async fn requested_resource_can_also_be_a_dependency_without_deadlock() {
                         assert_eq!(snapshot.value::<u64>(&raw()).ok(), Some(&3), "{case}");
                         assert_eq!(snapshot.value::<u64>(&value_a()).ok(), Some(&6), "{case}");
                         assert_eq!(snapshot.value::<u64>(&chain()).ok(), Some(&7), "{case}");
-                        assert_eq!(count(&raw_calls), 1, "RAW fetched once: {case}");
+                        assert_eq!(counted(&raw_calls), 1, "RAW fetched once: {case}");
                         assert_eq!(builder.in_flight(), 0, "{case}");
                     }
                 }
@@ -389,7 +342,7 @@ async fn concurrent_builds_of_a_chain_and_its_dependencies_do_not_deadlock() {
         assert_eq!(a.value::<u64>(&chain()).ok(), Some(&7));
         assert_eq!(b.value::<u64>(&value_a()).ok(), Some(&6));
         assert_eq!(c.value::<u64>(&chain()).ok(), Some(&7));
-        assert_eq!(count(&raw_calls), 1, "RAW fetched once with {limit:?}");
+        assert_eq!(counted(&raw_calls), 1, "RAW fetched once with {limit:?}");
     }
 }
 
@@ -436,11 +389,11 @@ async fn failed_derivation_falls_back_to_lower_priority_direct_source() {
     assert_eq!(*value.value::<u64>().expect("u64"), 77);
     assert_eq!(value.source(), "fallback");
     assert_eq!(
-        count(&derivations),
+        counted(&derivations),
         0,
         "derive never runs without its dependency"
     );
-    assert_eq!(count(&raw_calls), 1);
+    assert_eq!(counted(&raw_calls), 1);
 }
 
 // B7.4
@@ -457,9 +410,9 @@ async fn direct_dependency_cycle_is_reported_without_deadlock() {
     .build()
     .expect("valid builder");
 
-    let snapshot = build_non_strict(&builder, std::slice::from_ref(&a)).await;
+    let snapshot = build_lenient(&builder, std::slice::from_ref(&a), BuildOptions::new()).await;
     assert_cycle_error(&snapshot, &a);
-    assert_eq!(count(&derivations), 0);
+    assert_eq!(counted(&derivations), 0);
 
     let strict = tokio::time::timeout(HANG_GUARD, builder.build([a.clone()]))
         .await
@@ -483,9 +436,9 @@ async fn self_dependency_is_a_cycle() {
     .build()
     .expect("valid builder");
 
-    let snapshot = build_non_strict(&builder, std::slice::from_ref(&a)).await;
+    let snapshot = build_lenient(&builder, std::slice::from_ref(&a), BuildOptions::new()).await;
     assert_cycle_error(&snapshot, &a);
-    assert_eq!(count(&derivations), 0);
+    assert_eq!(counted(&derivations), 0);
 }
 
 // B7.5 indirect cycle
@@ -507,10 +460,16 @@ async fn indirect_three_key_cycle_is_reported_without_deadlock() {
     .expect("valid builder");
 
     for start in [&a, &b, &c] {
-        let snapshot = build_non_strict(&builder, std::slice::from_ref(start)).await;
+        let snapshot =
+            build_lenient(&builder, std::slice::from_ref(start), BuildOptions::new()).await;
         assert_cycle_error(&snapshot, start);
     }
-    let all = build_non_strict(&builder, &[a.clone(), b.clone(), c.clone()]).await;
+    let all = build_lenient(
+        &builder,
+        &[a.clone(), b.clone(), c.clone()],
+        BuildOptions::new(),
+    )
+    .await;
     for k in [&a, &b, &c] {
         assert_cycle_error(&all, k);
     }
@@ -529,7 +488,7 @@ async fn cycle_error_carries_the_cycle_path() {
     .build()
     .expect("valid builder");
 
-    let snapshot = build_non_strict(&builder, std::slice::from_ref(&a)).await;
+    let snapshot = build_lenient(&builder, std::slice::from_ref(&a), BuildOptions::new()).await;
     let error = snapshot.error(&a).expect("a failed");
     let cycle = error
         .failures()
@@ -538,7 +497,12 @@ async fn cycle_error_carries_the_cycle_path() {
             SourceError::Dependency { cycle: Some(c), .. } => Some(c.clone()),
             _ => None,
         })
-        .unwrap_or_else(|| panic!("a cycle path should be attached: {:?}", failures_of(error)));
+        .unwrap_or_else(|| {
+            panic!(
+                "a cycle path should be attached: {:?}",
+                failure_details(error)
+            )
+        });
     assert_eq!(&*cycle.path, &[a.clone(), b.clone(), a.clone()]);
     let rendered = cycle.to_string();
     assert!(
@@ -608,10 +572,10 @@ async fn cycle_failure_uses_no_attempt_and_does_not_charge_the_circuit() {
 
     // More builds than the default failure threshold (3).
     for _ in 0..5 {
-        let snapshot = build_non_strict(&builder, std::slice::from_ref(&a)).await;
+        let snapshot = build_lenient(&builder, std::slice::from_ref(&a), BuildOptions::new()).await;
         let error = snapshot.error(&a).expect("a failed");
         for failure in error.failures() {
-            assert_eq!(failure.attempts, 0, "{:?}", failures_of(error));
+            assert_eq!(failure.attempts, 0, "{:?}", failure_details(error));
             assert_ne!(failure.error.error_type(), "CircuitOpenError");
         }
     }
@@ -641,8 +605,8 @@ async fn derived_value_is_cached_across_builds() {
     let cached = second.get(&value_a()).expect("value");
     assert_eq!(cached.value::<u64>().ok(), Some(&4));
     assert!(cached.is_from_cache());
-    assert_eq!(count(&derivations), 1);
-    assert_eq!(count(&raw_calls), 1);
+    assert_eq!(counted(&derivations), 1);
+    assert_eq!(counted(&raw_calls), 1);
     assert_eq!(
         cached.version(),
         first.get(&value_a()).expect("value").version(),
@@ -699,7 +663,7 @@ async fn derived_value_is_recomputed_after_its_dependency_is_republished() {
     let value = after.get(&value_a()).expect("value");
     assert_eq!(value.value::<u64>().ok(), Some(&10));
     assert!(!value.is_from_cache());
-    assert_eq!(count(&derivations), 2);
+    assert_eq!(counted(&derivations), 2);
 }
 
 // B7.9
@@ -729,7 +693,10 @@ async fn nested_derived_cache_recomputes_transitively() {
     assert_eq!(first.value::<u64>(&chain()).ok(), Some(&5));
     let cached = builder.build([chain()]).await.expect("cached build");
     assert!(cached.get(&chain()).expect("value").is_from_cache());
-    assert_eq!((count(&a_derivations), count(&chain_derivations)), (1, 1));
+    assert_eq!(
+        (counted(&a_derivations), counted(&chain_derivations)),
+        (1, 1)
+    );
 
     clock.advance(Duration::from_secs(1));
     republish(&builder, &clock, raw(), 3).await;
@@ -741,12 +708,15 @@ async fn nested_derived_cache_recomputes_transitively() {
     let value = after.get(&chain()).expect("chain");
     assert_eq!(value.value::<u64>().ok(), Some(&7));
     assert!(!value.is_from_cache());
-    assert_eq!(count(&a_derivations), 2, "VALUE_A re-derived once");
-    assert_eq!(count(&chain_derivations), 2, "CHAIN re-derived once");
+    assert_eq!(counted(&a_derivations), 2, "VALUE_A re-derived once");
+    assert_eq!(counted(&chain_derivations), 2, "CHAIN re-derived once");
 
     let again = builder.build([chain()]).await.expect("cached again");
     assert!(again.get(&chain()).expect("chain").is_from_cache());
-    assert_eq!((count(&a_derivations), count(&chain_derivations)), (2, 2));
+    assert_eq!(
+        (counted(&a_derivations), counted(&chain_derivations)),
+        (2, 2)
+    );
 }
 
 // B7.10, B7.12: dependency versions and the dependency snapshot given to the
@@ -974,9 +944,9 @@ async fn derived_dispatch_is_bounded_by_max_concurrency_and_keeps_input_order() 
         .expect("no hang")
         .expect("build succeeds");
 
-    assert_eq!(count(&derivations), 100);
+    assert_eq!(counted(&derivations), 100);
     assert_eq!(
-        count(&peak),
+        counted(&peak),
         4,
         "exactly max_concurrency derivations at once"
     );
@@ -1164,14 +1134,15 @@ async fn invalid_dependency_declaration_is_a_protocol_failure() {
         .build()
         .expect("valid builder");
 
-    let snapshot = build_non_strict(&builder, std::slice::from_ref(&broken)).await;
+    let snapshot =
+        build_lenient(&builder, std::slice::from_ref(&broken), BuildOptions::new()).await;
     let error = snapshot.error(&broken).expect("broken failed");
-    let failures = failures_of(error);
+    let failures = failure_details(error);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].0, "broken");
     assert_eq!(failures[0].1, "SourceProtocolError");
     assert_eq!(failures[0].3, 1, "one attempt");
-    assert_eq!(count(&derivations), 0);
+    assert_eq!(counted(&derivations), 0);
 }
 
 // B7.13: ... and it counts as a circuit failure of that source.
@@ -1184,7 +1155,7 @@ async fn invalid_dependency_declaration_charges_the_circuit() {
     .build()
     .expect("valid builder");
 
-    let _ = build_non_strict(&builder, std::slice::from_ref(&broken)).await;
+    let _ = build_lenient(&builder, std::slice::from_ref(&broken), BuildOptions::new()).await;
     let charged: u32 = builder
         .circuits()
         .iter()
@@ -1211,9 +1182,9 @@ async fn failed_dependency_does_not_charge_the_derived_circuit() {
     .expect("valid builder");
 
     for _ in 0..4 {
-        let snapshot = build_non_strict(&builder, &[value_a()]).await;
+        let snapshot = build_lenient(&builder, &[value_a()], BuildOptions::new()).await;
         let error = snapshot.error(&value_a()).expect("value_a failed");
-        let failures = failures_of(error);
+        let failures = failure_details(error);
         let derived = failures
             .iter()
             .find(|f| f.0 == "derived")
