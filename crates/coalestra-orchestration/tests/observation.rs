@@ -9,16 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra_core::{
-    AuthorityResolver, BuildOptions, CircuitBreakerPolicy, Clock, FetchContext, FnDerivedSource,
-    FnSource, FreshnessPolicy, ManualClock, ObservationPolicy, ResiliencePolicy, ResourceError,
-    ResourceKey, RetryPolicy, Snapshot, SnapshotValue, SourceAuthorityPolicy, SourceError,
-    SourceOptions, SourceOutput, Timestamp,
+    AuthorityResolver, CircuitBreakerPolicy, Clock, FetchContext, FnDerivedSource, FnSource,
+    FreshnessPolicy, ManualClock, ObservationPolicy, ResiliencePolicy, ResourceKey, RetryPolicy,
+    Snapshot, SnapshotValue, SourceAuthorityPolicy, SourceError, SourceOptions, SourceOutput,
+    SourceRef, Timestamp,
 };
-use coalestra_orchestration::SnapshotBuilder;
-
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
+use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
+use coalestra_test::key;
 
 fn price() -> ResourceKey {
     key("market:price:BTC")
@@ -46,25 +43,40 @@ fn observed_source(name: &str, clock: &ManualClock, value: u64, offset: Option<f
     })
 }
 
-fn failures_of(error: &ResourceError) -> Vec<(String, String, String, u32)> {
-    error
-        .failures()
-        .iter()
-        .map(|f| {
-            (
-                f.source.to_string(),
-                f.error.error_type().to_owned(),
-                f.error.to_string(),
-                f.attempts,
-            )
-        })
-        .collect()
+/// `first` (priority 2, observed `offset` seconds from the clock's now)
+/// ahead of "fallback" (priority 1, no observation time), both answering
+/// their priority's value (1 and 2).
+fn with_fallback(clock: &ManualClock, first: &str, offset: f64) -> Vec<SourceRef> {
+    vec![
+        observed_source(first, clock, 1, Some(offset))
+            .with_priority(2)
+            .into(),
+        observed_source("fallback", clock, 2, None)
+            .with_priority(1)
+            .into(),
+    ]
+}
+
+/// A builder configuration over `sources` on `clock`, accepting observation
+/// times up to `tolerance` in the future.
+fn observing(sources: Vec<SourceRef>, clock: &ManualClock, tolerance: Duration) -> BuilderConfig {
+    SnapshotBuilder::builder(sources)
+        .clock(Arc::new(clock.clone()))
+        .observation(ObservationPolicy::new(tolerance))
 }
 
 fn value_of<'a>(snapshot: &'a Snapshot, k: &ResourceKey) -> &'a SnapshotValue {
     snapshot
         .get(k)
         .unwrap_or_else(|| panic!("{k} should be resolved: {snapshot:?}"))
+}
+
+/// How many future observation times the build of `snapshot` rejected.
+fn future_rejections(snapshot: &Snapshot) -> u64 {
+    snapshot
+        .diagnostics()
+        .expect("diagnostics")
+        .future_timestamp_rejections
 }
 
 fn skew_of(value: &SnapshotValue) -> Option<f64> {
@@ -76,6 +88,9 @@ fn skew_of(value: &SnapshotValue) -> Option<f64> {
 
 /// Records events and counters (the support crate's recording sink).
 use coalestra_test::RecordingSink as Recorder;
+
+mod support;
+use support::{failure_details, lenient};
 
 fn circuit_failures(builder: &SnapshotBuilder, source: &str) -> u32 {
     builder
@@ -232,16 +247,11 @@ async fn source_metadata_is_carried_into_the_value() {
 #[tokio::test(start_paused = true)]
 async fn future_source_payload_falls_back_to_next_source() {
     let clock = ManualClock::new(1_000.0);
-    let builder = SnapshotBuilder::builder([
-        observed_source("future", &clock, 1, Some(60.0))
-            .with_priority(2)
-            .into(),
-        observed_source("fallback", &clock, 2, None)
-            .with_priority(1)
-            .into(),
-    ])
-    .clock(Arc::new(clock.clone()))
-    .observation(ObservationPolicy::new(Duration::ZERO))
+    let builder = observing(
+        with_fallback(&clock, "future", 60.0),
+        &clock,
+        Duration::ZERO,
+    )
     .build()
     .expect("valid builder");
 
@@ -252,56 +262,47 @@ async fn future_source_payload_falls_back_to_next_source() {
     let value = value_of(&snapshot, &price());
     assert_eq!(value.value::<u64>().ok(), Some(&2));
     assert_eq!(value.source(), "fallback");
-    assert!(
-        snapshot
-            .diagnostics()
-            .expect("diagnostics")
-            .future_timestamp_rejections
-            >= 1
-    );
+    assert!(future_rejections(&snapshot) >= 1);
 }
 
 // B2.14: the rejection itself is a protocol error mentioning the future.
 #[tokio::test(start_paused = true)]
 async fn future_payload_is_rejected_as_a_protocol_error() {
     let clock = ManualClock::new(1_000.0);
-    let builder =
-        SnapshotBuilder::builder([observed_source("future", &clock, 1, Some(60.0)).into()])
-            .clock(Arc::new(clock.clone()))
-            .observation(ObservationPolicy::new(Duration::ZERO))
-            .build()
-            .expect("valid builder");
+    let builder = observing(
+        vec![observed_source("future", &clock, 1, Some(60.0)).into()],
+        &clock,
+        Duration::ZERO,
+    )
+    .build()
+    .expect("valid builder");
 
     let snapshot = builder
-        .build_with([price()], BuildOptions::new().strict(false))
+        .build_with([price()], lenient())
         .await
         .expect("non-strict build");
     let error = snapshot
         .error(&price())
         .expect("the future value is rejected");
-    let failures = failures_of(error);
+    let failures = failure_details(error);
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].0, "future");
     assert_eq!(failures[0].1, "SourceProtocolError");
     assert!(failures[0].2.contains("in the future"), "{failures:?}");
-    assert_eq!(
-        snapshot
-            .diagnostics()
-            .expect("diagnostics")
-            .future_timestamp_rejections,
-        1
-    );
+    assert_eq!(future_rejections(&snapshot), 1);
 }
 
 // B2.15
 #[tokio::test(start_paused = true)]
 async fn small_future_clock_skew_is_recorded() {
     let clock = ManualClock::new(1_000.0);
-    let builder = SnapshotBuilder::builder([observed_source("rest", &clock, 1, Some(0.5)).into()])
-        .clock(Arc::new(clock.clone()))
-        .observation(ObservationPolicy::new(secs(1)))
-        .build()
-        .expect("valid builder");
+    let builder = observing(
+        vec![observed_source("rest", &clock, 1, Some(0.5)).into()],
+        &clock,
+        secs(1),
+    )
+    .build()
+    .expect("valid builder");
 
     let snapshot = builder
         .build([price()])
@@ -312,31 +313,16 @@ async fn small_future_clock_skew_is_recorded() {
     assert!(skew > 0.0);
     assert!((skew - 0.5).abs() < 1e-6, "skew {skew}");
     assert_eq!(value.age(), Duration::ZERO, "age never goes negative");
-    assert_eq!(
-        snapshot
-            .diagnostics()
-            .expect("diagnostics")
-            .future_timestamp_rejections,
-        0
-    );
+    assert_eq!(future_rejections(&snapshot), 0);
 }
 
 // B2.14/B2.15 boundary: a skew equal to the tolerance is accepted.
 #[tokio::test(start_paused = true)]
 async fn skew_equal_to_the_tolerance_is_accepted() {
     let clock = ManualClock::new(1_000.0);
-    let builder = SnapshotBuilder::builder([
-        observed_source("edge", &clock, 1, Some(1.0))
-            .with_priority(2)
-            .into(),
-        observed_source("fallback", &clock, 2, None)
-            .with_priority(1)
-            .into(),
-    ])
-    .clock(Arc::new(clock.clone()))
-    .observation(ObservationPolicy::new(secs(1)))
-    .build()
-    .expect("valid builder");
+    let builder = observing(with_fallback(&clock, "edge", 1.0), &clock, secs(1))
+        .build()
+        .expect("valid builder");
 
     let snapshot = builder.build([price()]).await.expect("build");
     let value = value_of(&snapshot, &price());
@@ -364,10 +350,7 @@ async fn default_observation_policy_tolerates_one_second() {
         .expect("valid builder");
 
     let snapshot = builder
-        .build_with(
-            [near.clone(), far.clone()],
-            BuildOptions::new().strict(false),
-        )
+        .build_with([near.clone(), far.clone()], lenient())
         .await
         .expect("non-strict build");
     assert!(snapshot.get(&near).is_some());
@@ -385,16 +368,11 @@ async fn default_observation_policy_tolerates_one_second() {
 async fn rejected_future_payload_charges_the_circuit_and_is_reported() {
     let clock = ManualClock::new(1_000.0);
     let recorder = Arc::new(Recorder::default());
-    let builder = SnapshotBuilder::builder([
-        observed_source("future", &clock, 1, Some(60.0))
-            .with_priority(2)
-            .into(),
-        observed_source("fallback", &clock, 2, None)
-            .with_priority(1)
-            .into(),
-    ])
-    .clock(Arc::new(clock.clone()))
-    .observation(ObservationPolicy::new(Duration::ZERO))
+    let builder = observing(
+        with_fallback(&clock, "future", 60.0),
+        &clock,
+        Duration::ZERO,
+    )
     .events(recorder.clone())
     .metrics(recorder.clone())
     .build()
@@ -427,16 +405,18 @@ async fn rejected_future_payload_charges_the_circuit_and_is_reported() {
     );
 
     // Without a fallback, the failure shows the single attempt.
-    let alone = SnapshotBuilder::builder([observed_source("future", &clock, 1, Some(60.0)).into()])
-        .clock(Arc::new(clock.clone()))
-        .observation(ObservationPolicy::new(Duration::ZERO))
-        .build()
-        .expect("valid builder");
+    let alone = observing(
+        vec![observed_source("future", &clock, 1, Some(60.0)).into()],
+        &clock,
+        Duration::ZERO,
+    )
+    .build()
+    .expect("valid builder");
     let snapshot = alone
-        .build_with([price()], BuildOptions::new().strict(false))
+        .build_with([price()], lenient())
         .await
         .expect("non-strict build");
-    let failures = failures_of(snapshot.error(&price()).expect("rejected"));
+    let failures = failure_details(snapshot.error(&price()).expect("rejected"));
     assert_eq!(failures[0].3, 1, "{failures:?}");
 }
 
@@ -473,10 +453,10 @@ async fn rejected_future_derived_payload_charges_the_derived_circuit() {
     .expect("valid builder");
 
     let snapshot = builder
-        .build_with([derived_key.clone()], BuildOptions::new().strict(false))
+        .build_with([derived_key.clone()], lenient())
         .await
         .expect("non-strict build");
-    let failures = failures_of(snapshot.error(&derived_key).expect("rejected"));
+    let failures = failure_details(snapshot.error(&derived_key).expect("rejected"));
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].0, "deriver");
     assert_eq!(failures[0].1, "SourceProtocolError");
@@ -487,13 +467,7 @@ async fn rejected_future_derived_payload_charges_the_derived_circuit() {
         "circuits: {:?}",
         builder.circuits()
     );
-    assert!(
-        snapshot
-            .diagnostics()
-            .expect("diagnostics")
-            .future_timestamp_rejections
-            >= 1
-    );
+    assert!(future_rejections(&snapshot) >= 1);
     assert_eq!(
         recorder.counter(
             "source_fetch_total",
@@ -521,11 +495,5 @@ async fn far_future_payload_is_accepted_when_rejection_is_off() {
     assert_eq!(value.observed_at(), clock.now() + secs(3_600));
     let skew = skew_of(value).expect("clock_skew_seconds recorded");
     assert!((skew - 3_600.0).abs() < 1e-6, "skew {skew}");
-    assert_eq!(
-        snapshot
-            .diagnostics()
-            .expect("diagnostics")
-            .future_timestamp_rejections,
-        0
-    );
+    assert_eq!(future_rejections(&snapshot), 0);
 }
