@@ -10,32 +10,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra_core::{
-    BuildErrorKind, BuildOptions, CircuitBreakerPolicy, FreshnessPolicy, ManualClock,
-    RequestDegradationPolicy, ResiliencePolicy, ResourceAcceptanceRule, ResourceKey, ResultState,
-    RetryPolicy, SnapshotAcceptancePolicy, SnapshotConsistencyPolicy, SnapshotRequest,
+    BuildErrorKind, BuildOptions, ManualClock, RequestDegradationPolicy, ResourceAcceptanceRule,
+    ResourceKey, ResultState, SnapshotAcceptancePolicy, SnapshotConsistencyPolicy, SnapshotRequest,
     SnapshotResult, SourceError, Timestamp,
 };
-use coalestra_orchestration::{ResolveOptions, SessionOptions, SnapshotBuilder};
+use coalestra_orchestration::{ResolveOptions, SessionOptions, SnapshotBuilder, SnapshotSession};
 use coalestra_test::{key, MockHandle, MockSource, RecordingSink};
 
-fn a() -> ResourceKey {
-    key("market:price:A")
-}
-fn b() -> ResourceKey {
-    key("market:price:B")
-}
-fn c() -> ResourceKey {
-    key("market:price:C")
-}
+mod support;
+use support::{a, b, c, long_ttl, recorded_by, single_attempt};
+
 fn failing() -> ResourceKey {
     key("market:price:FAIL")
 }
 fn also_failing() -> ResourceKey {
     key("market:price:FAIL2")
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
 }
 
 /// A builder at wall time 110 over "rest": A=42 @100, B="hello" @104,
@@ -52,22 +41,28 @@ fn fixture() -> (SnapshotBuilder, MockHandle, RecordingSink) {
         .always_fail(failing(), SourceError::unavailable("FAIL is down"))
         .always_fail(also_failing(), SourceError::unavailable("FAIL2 is down"));
     let handle = source.handle();
-    let builder = SnapshotBuilder::builder([source.into()])
+    let config = SnapshotBuilder::builder([source.into()])
         .clock(Arc::new(clock))
         .resilience(single_attempt())
-        .default_policy(
-            FreshnessPolicy::new(Duration::from_secs(600), Duration::from_secs(1200))
-                .expect("policy"),
-        )
-        .events(Arc::new(sink.clone()))
-        .metrics(Arc::new(sink.clone()))
-        .build()
-        .expect("valid builder");
+        .default_policy(long_ttl());
+    let builder = recorded_by(config, &sink);
     (builder, handle, sink)
 }
 
 fn request(required: &[ResourceKey], optional: &[ResourceKey]) -> SnapshotRequest {
     SnapshotRequest::new(required.to_vec(), optional.to_vec()).expect("request")
+}
+
+/// The result of resolving `request` in `session` with default options,
+/// classified under `policy`.
+async fn try_resolve(
+    session: &SnapshotSession,
+    request: &SnapshotRequest,
+    policy: &RequestDegradationPolicy,
+) -> SnapshotResult {
+    session
+        .try_resolve_request(request, ResolveOptions::new(), policy)
+        .await
 }
 
 fn actions(result: &SnapshotResult) -> Vec<&str> {
@@ -90,13 +85,7 @@ async fn b16_13_everything_resolved_is_accepted() {
     let (builder, _h, _sink) = fixture();
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let result = session
-        .try_resolve_request(
-            &request(&[a()], &[]),
-            ResolveOptions::new(),
-            &default_policy(),
-        )
-        .await;
+    let result = try_resolve(&session, &request(&[a()], &[]), &default_policy()).await;
 
     assert_eq!(result.state(), ResultState::Accepted);
     assert!(result.is_accepted() && !result.is_degraded() && !result.is_rejected());
@@ -117,13 +106,7 @@ async fn b16_14_an_optional_failure_degrades_the_result() {
     let (builder, _h, _sink) = fixture();
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let result = session
-        .try_resolve_request(
-            &request(&[a()], &[failing()]),
-            ResolveOptions::new(),
-            &default_policy(),
-        )
-        .await;
+    let result = try_resolve(&session, &request(&[a()], &[failing()]), &default_policy()).await;
 
     assert_eq!(result.state(), ResultState::Degraded);
     assert_eq!(error_keys(result.optional_errors()), [failing()]);
@@ -140,13 +123,7 @@ async fn b16_15_nothing_resolved_is_rejected() {
     let (builder, _h, _sink) = fixture();
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let result = session
-        .try_resolve_request(
-            &request(&[failing()], &[]),
-            ResolveOptions::new(),
-            &default_policy(),
-        )
-        .await;
+    let result = try_resolve(&session, &request(&[failing()], &[]), &default_policy()).await;
 
     assert_eq!(result.state(), ResultState::Rejected);
     assert!(result.allowed_actions().is_empty());
@@ -164,13 +141,7 @@ async fn b16_16_a_required_error_with_other_resources_resolved_only_degrades() {
     let (builder, _h, _sink) = fixture();
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let result = session
-        .try_resolve_request(
-            &request(&[failing()], &[a()]),
-            ResolveOptions::new(),
-            &default_policy(),
-        )
-        .await;
+    let result = try_resolve(&session, &request(&[failing()], &[a()]), &default_policy()).await;
 
     assert_eq!(result.state(), ResultState::Degraded);
     assert_eq!(result.reason(), "required_errors");
@@ -184,13 +155,12 @@ async fn b16_17_a_fail_closed_policy_rejects_an_optional_failure() {
     let (builder, _h, _sink) = fixture();
     let session = builder.session(SessionOptions::new()).expect("session");
 
-    let result = session
-        .try_resolve_request(
-            &request(&[a()], &[failing()]),
-            ResolveOptions::new(),
-            &RequestDegradationPolicy::fail_closed(),
-        )
-        .await;
+    let result = try_resolve(
+        &session,
+        &request(&[a()], &[failing()]),
+        &RequestDegradationPolicy::fail_closed(),
+    )
+    .await;
 
     assert_eq!(result.state(), ResultState::Rejected);
     assert_eq!(result.reason(), "optional_errors");
@@ -207,13 +177,7 @@ async fn b16_18_reject_on_required_error_rejects_a_required_failure() {
         .build()
         .expect("policy");
 
-    let result = session
-        .try_resolve_request(
-            &request(&[failing()], &[a()]),
-            ResolveOptions::new(),
-            &policy,
-        )
-        .await;
+    let result = try_resolve(&session, &request(&[failing()], &[a()]), &policy).await;
 
     assert_eq!(result.state(), ResultState::Rejected);
     assert_eq!(error_keys(result.required_errors()), [failing()]);
@@ -310,13 +274,7 @@ async fn b16_21_a_closed_session_gives_a_rejected_result_carrying_the_error() {
         .expect("session");
     session.close().await;
 
-    let result = session
-        .try_resolve_request(
-            &request(&[a()], &[]),
-            ResolveOptions::new(),
-            &default_policy(),
-        )
-        .await;
+    let result = try_resolve(&session, &request(&[a()], &[]), &default_policy()).await;
 
     assert_eq!(result.state(), ResultState::Rejected);
     assert_eq!(result.reason(), "SessionClosedError");
@@ -512,13 +470,12 @@ async fn b16_26_try_requests_record_their_state_and_build_status() {
             &default_policy(),
         )
         .await;
-    session
-        .try_resolve_request(
-            &request(&[also_failing()], &[]),
-            ResolveOptions::new(),
-            &default_policy(),
-        )
-        .await;
+    try_resolve(
+        &session,
+        &request(&[also_failing()], &[]),
+        &default_policy(),
+    )
+    .await;
 
     let try_total =
         |status: &str| sink.counter("snapshot_try_request_total", &[("status", status)]);
