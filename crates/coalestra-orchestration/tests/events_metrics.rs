@@ -24,11 +24,9 @@ use coalestra_core::{
     FnSource, FreshnessPolicy, ManualClock, Payload, PolicyResolver, RefreshMode, ResiliencePolicy,
     ResourceKey, RetryPolicy, Snapshot, SourceError, SourceOptions, SourceOutput, Timestamp,
 };
-use coalestra_orchestration::{
-    BuilderConfig, ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder,
-};
+use coalestra_orchestration::{ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder};
 use coalestra_test::{Gate, MetricSample, MetricValue, RecordingSink};
-use support::{build_lenient, join, single_attempt, spawn_strict};
+use support::{build_lenient, join, recorded_by, single_attempt, spawn_strict};
 
 mod support;
 
@@ -506,15 +504,6 @@ impl Recorded {
             })
             .collect()
     }
-}
-
-/// Builds `config` with `sink` as both its event and its metrics sink.
-fn recorded_by(config: BuilderConfig, sink: &RecordingSink) -> SnapshotBuilder {
-    config
-        .events(Arc::new(sink.clone()))
-        .metrics(Arc::new(sink.clone()))
-        .build()
-        .expect("a valid builder")
 }
 
 // ---------------------------------------------------------------------------
