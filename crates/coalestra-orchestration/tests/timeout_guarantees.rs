@@ -19,24 +19,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coalestra_core::{
-    BuildOptions, CircuitBreakerPolicy, CoalestraError, Event, FetchContext, FnBatchSource,
-    FnDerivedSource, FnSource, ResiliencePolicy, ResourceKey, RetryPolicy, Snapshot, Source,
-    SourceError, SourceInfo, SourceOptions, SourceOutput,
+    BuildOptions, CoalestraError, Event, FetchContext, FnBatchSource, FnDerivedSource, FnSource,
+    ResourceKey, Snapshot, Source, SourceError, SourceInfo, SourceOptions, SourceOutput,
 };
 use coalestra_orchestration::{
-    BuilderHealth, GuaranteeStatus, HealthAssessmentPolicy, Severity, SnapshotBuilder,
-    TimeoutGuarantee,
+    BuilderConfig, BuilderHealth, GuaranteeStatus, HealthAssessmentPolicy, Severity,
+    SnapshotBuilder, TimeoutGuarantee,
 };
-use coalestra_test::RecordingSink;
+use coalestra_test::{key, RecordingSink};
 use tokio::sync::mpsc as tokio_mpsc;
 
-/// How long a held blocking call waits for its release before giving up (a
-/// guard against a broken engine, never reached by a passing test).
-const HANG_GUARD: Duration = Duration::from_secs(30);
-
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
+mod support;
+use support::{counted, counter, lenient, recording, single_attempt, HANG_GUARD};
 
 fn price() -> ResourceKey {
     key("market:price:BTCUSDT?venue=spot")
@@ -48,22 +42,6 @@ fn ms(n: u64) -> Duration {
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-fn counter() -> Arc<AtomicUsize> {
-    Arc::new(AtomicUsize::new(0))
-}
-
-fn count(c: &AtomicUsize) -> usize {
-    c.load(Ordering::SeqCst)
-}
-
-fn lenient() -> BuildOptions {
-    BuildOptions::new().strict(false)
 }
 
 /// A synchronous (offloaded) source answering "ok" and counting calls.
@@ -87,19 +65,18 @@ fn protected(
         .with_blocking_io(Some(transport))
 }
 
+/// A configuration over the protected blocking source "blocking" (source
+/// timeout 2 s, transport timeout 1 s, counting into `calls`), reporting to
+/// `sink`.
+fn protected_blocking(calls: &Arc<AtomicUsize>, sink: &RecordingSink) -> BuilderConfig {
+    let source = protected("blocking", Arc::clone(calls), secs(2), secs(1));
+    recording(SnapshotBuilder::builder([source.into()]), sink)
+}
+
 fn async_ok(name: &str) -> FnSource {
     FnSource::new(name, |_k: ResourceKey, _ctx: FetchContext| async {
         Ok(SourceOutput::new("ok".to_owned()))
     })
-}
-
-fn recording(
-    sink: &RecordingSink,
-    builder: coalestra_orchestration::BuilderConfig,
-) -> coalestra_orchestration::BuilderConfig {
-    builder
-        .events(Arc::new(sink.clone()))
-        .metrics(Arc::new(sink.clone()))
 }
 
 fn text(event: &Event, field: &str) -> String {
@@ -444,7 +421,7 @@ async fn protected_blocking_source_is_reported_in_health() {
     let snapshot = builder.build([price()]).await.expect("the build succeeds");
 
     assert_eq!(snapshot.value::<String>(&price()).expect("a value"), "ok");
-    assert_eq!(count(&calls), 1);
+    assert_eq!(counted(&calls), 1);
     let h = builder.health();
     assert_eq!(h.blocking_source_count, 1);
     assert_eq!(h.protected_blocking_source_count, 1);
@@ -483,7 +460,7 @@ async fn unsafe_blocking_source_can_be_allowed_but_health_is_critical() {
 
     let snapshot = builder.build([price()]).await.expect("the build succeeds");
     assert_eq!(snapshot.value::<String>(&price()).expect("a value"), "ok");
-    assert_eq!(count(&calls), 1);
+    assert_eq!(counted(&calls), 1);
 
     let h = builder.health();
     assert_eq!(h.unsafe_blocking_source_count, 1);
@@ -564,22 +541,17 @@ async fn health_counts_blocking_protected_and_unsafe_sources() {
 async fn short_deadline_rejects_a_blocking_call_before_it_starts() {
     let sink = RecordingSink::new();
     let calls = counter();
-    let builder = recording(
-        &sink,
-        SnapshotBuilder::builder([
-            protected("blocking", Arc::clone(&calls), secs(2), secs(1)).into()
-        ]),
-    )
-    .resilience(single_attempt())
-    .build()
-    .expect("a valid builder");
+    let builder = protected_blocking(&calls, &sink)
+        .resilience(single_attempt())
+        .build()
+        .expect("a valid builder");
 
     let snapshot = builder
         .build_with([price()], lenient().deadline(ms(100)))
         .await
         .expect("a lenient build returns");
 
-    assert_eq!(count(&calls), 0, "the fetcher is never called");
+    assert_eq!(counted(&calls), 0, "the fetcher is never called");
     let (error_type, message) = only_failure(&snapshot, &price());
     assert_eq!(error_type, "SnapshotDeadlineExceededError");
     assert!(message.contains("transport timeout"), "{message}");
@@ -642,7 +614,7 @@ async fn zero_dispatch_grace_preserves_the_rejection() {
         .await
         .expect_err("the strict build fails");
 
-    assert_eq!(count(&calls), 0);
+    assert_eq!(counted(&calls), 0);
     let build = error.as_build().expect("a build error");
     assert!(build.is_deadline_exceeded(), "{error}");
     let resource = build.error(&price()).expect("an error for the key");
@@ -674,7 +646,7 @@ async fn short_deadline_rejects_a_blocking_batch_call() {
     })
     .with_timeout(secs(2))
     .with_blocking_io(Some(secs(1)));
-    let builder = recording(&sink, SnapshotBuilder::builder([batch.into()]))
+    let builder = recording(SnapshotBuilder::builder([batch.into()]), &sink)
         .resilience(single_attempt())
         .build()
         .expect("a valid builder");
@@ -685,7 +657,7 @@ async fn short_deadline_rejects_a_blocking_batch_call() {
         .await
         .expect("a lenient build returns");
 
-    assert_eq!(count(&calls), 0);
+    assert_eq!(counted(&calls), 0);
     for k in [price(), other] {
         let (error_type, message) = only_failure(&snapshot, &k);
         assert_eq!(error_type, "SnapshotDeadlineExceededError");
@@ -711,23 +683,18 @@ async fn short_deadline_rejects_a_blocking_batch_call() {
 async fn dispatch_grace_allows_the_call_and_emits_one_pressure_event() {
     let sink = RecordingSink::new();
     let calls = counter();
-    let builder = recording(
-        &sink,
-        SnapshotBuilder::builder([
-            protected("blocking", Arc::clone(&calls), secs(2), secs(1)).into()
-        ]),
-    )
-    .deadline_dispatch_grace(ms(600))
-    .resilience(single_attempt())
-    .build()
-    .expect("a valid builder");
+    let builder = protected_blocking(&calls, &sink)
+        .deadline_dispatch_grace(ms(600))
+        .resilience(single_attempt())
+        .build()
+        .expect("a valid builder");
 
     let snapshot = builder
         .build_with([price()], BuildOptions::new().deadline(ms(500)))
         .await
         .expect("the call is allowed");
 
-    assert_eq!(count(&calls), 1);
+    assert_eq!(counted(&calls), 1);
     assert_eq!(snapshot.value::<String>(&price()).expect("a value"), "ok");
     let events = sink.events_named("source_dispatch_under_deadline_pressure");
     assert_eq!(events.len(), 1, "{events:?}");
@@ -768,23 +735,18 @@ async fn dispatch_grace_allows_the_call_and_emits_one_pressure_event() {
 async fn dispatch_grace_smaller_than_the_gap_still_rejects() {
     let sink = RecordingSink::new();
     let calls = counter();
-    let builder = recording(
-        &sink,
-        SnapshotBuilder::builder([
-            protected("blocking", Arc::clone(&calls), secs(2), secs(1)).into()
-        ]),
-    )
-    .deadline_dispatch_grace(ms(400))
-    .resilience(single_attempt())
-    .build()
-    .expect("a valid builder");
+    let builder = protected_blocking(&calls, &sink)
+        .deadline_dispatch_grace(ms(400))
+        .resilience(single_attempt())
+        .build()
+        .expect("a valid builder");
 
     let snapshot = builder
         .build_with([price()], lenient().deadline(ms(500)))
         .await
         .expect("a lenient build returns");
 
-    assert_eq!(count(&calls), 0);
+    assert_eq!(counted(&calls), 0);
     let (error_type, _) = only_failure(&snapshot, &price());
     assert_eq!(error_type, "SnapshotDeadlineExceededError");
     assert!(sink
@@ -805,22 +767,17 @@ async fn dispatch_grace_smaller_than_the_gap_still_rejects() {
 async fn ample_deadline_dispatches_without_pressure() {
     let sink = RecordingSink::new();
     let calls = counter();
-    let builder = recording(
-        &sink,
-        SnapshotBuilder::builder([
-            protected("blocking", Arc::clone(&calls), secs(2), secs(1)).into()
-        ]),
-    )
-    .deadline_dispatch_grace(ms(600))
-    .build()
-    .expect("a valid builder");
+    let builder = protected_blocking(&calls, &sink)
+        .deadline_dispatch_grace(ms(600))
+        .build()
+        .expect("a valid builder");
 
     builder
         .build_with([price()], BuildOptions::new().deadline(secs(5)))
         .await
         .expect("the build succeeds");
 
-    assert_eq!(count(&calls), 1);
+    assert_eq!(counted(&calls), 1);
     assert!(sink
         .events_named("source_dispatch_under_deadline_pressure")
         .is_empty());
@@ -888,7 +845,7 @@ async fn run_held(
     let sink = RecordingSink::new();
     let (source, mut hold) = held_source(answer);
     let mut config =
-        recording(&sink, SnapshotBuilder::builder([source.into()])).resilience(single_attempt());
+        recording(SnapshotBuilder::builder([source.into()]), &sink).resilience(single_attempt());
     if let Some(grace) = grace {
         config = config.transport_timeout_grace(grace);
     }
