@@ -15,9 +15,8 @@ use std::time::Duration;
 
 use coalestra_cache::PublishOptions;
 use coalestra_core::{
-    BuildErrorKind, CircuitBreakerPolicy, Clock, CoalestraError, FetchContext, FnSource,
-    FreshnessPolicy, ManualClock, Payload, ResiliencePolicy, ResourceKey, RetryPolicy, Snapshot,
-    SourceError, SourceOptions, SourceOutput, SourceRef,
+    BuildErrorKind, Clock, CoalestraError, FetchContext, FnSource, ManualClock, Payload,
+    ResourceKey, Snapshot, SourceError, SourceOptions, SourceOutput, SourceRef,
 };
 use coalestra_orchestration::{
     BuilderConfig, ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder,
@@ -25,41 +24,19 @@ use coalestra_orchestration::{
 };
 use coalestra_test::{key, MockDerivedSource, MockHandle, MockSource, RecordingSink};
 
-/// Far beyond any legitimate revalidation on the paused clock.
-const HANG_GUARD: Duration = Duration::from_secs(30);
+mod support;
+use support::{
+    a, b, chained, doubled, long_ttl, raw, recording, single_attempt_config, HANG_GUARD,
+};
 
-fn a() -> ResourceKey {
-    key("market:price:A")
-}
-fn b() -> ResourceKey {
-    key("market:price:B")
-}
-fn raw() -> ResourceKey {
-    key("demo:raw:x")
-}
-fn doubled() -> ResourceKey {
-    key("demo:doubled:x")
-}
-fn chained() -> ResourceKey {
-    key("demo:chained:x")
-}
 fn unrelated() -> ResourceKey {
     key("demo:unrelated:x")
 }
 
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-fn long_ttl() -> FreshnessPolicy {
-    FreshnessPolicy::new(Duration::from_secs(600), Duration::from_secs(1200)).expect("valid policy")
-}
-
+/// A single-attempt configuration over `sources` on `clock` with the long
+/// TTL.
 fn config(sources: Vec<SourceRef>, clock: &ManualClock) -> BuilderConfig {
-    SnapshotBuilder::builder(sources)
-        .clock(Arc::new(clock.clone()))
-        .resilience(single_attempt())
-        .default_policy(long_ttl())
+    single_attempt_config(sources, clock).default_policy(long_ttl())
 }
 
 fn force() -> RevalidateOptions {
@@ -163,9 +140,7 @@ fn chain_builder(
     let (raw_handle, derive_handle) = (raw_source.handle(), derive.handle());
     let mut config = config(vec![raw_source.into(), derive.into()], clock);
     if let Some(sink) = sink {
-        config = config
-            .events(Arc::new(sink.clone()))
-            .metrics(Arc::new(sink.clone()));
+        config = recording(config, sink);
     }
     let builder = config.build().expect("valid builder");
     (builder, raw_handle, derive_handle)
