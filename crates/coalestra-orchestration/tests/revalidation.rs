@@ -22,11 +22,12 @@ use coalestra_orchestration::{
     BuilderConfig, ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder,
     SnapshotSession,
 };
-use coalestra_test::{key, MockDerivedSource, MockHandle, MockSource, RecordingSink};
+use coalestra_test::{key, MockHandle, MockSource, RecordingSink};
 
 mod support;
 use support::{
-    a, b, chained, doubled, long_ttl, raw, recording, single_attempt_config, HANG_GUARD,
+    a, b, chain_deriver, chained, doubled, long_ttl, raw, recording, single_attempt_config,
+    HANG_GUARD,
 };
 
 fn unrelated() -> ResourceKey {
@@ -126,17 +127,7 @@ fn chain_builder(
         .value(raw(), 1_u64)
         .value(unrelated(), 100_u64)
         .with_supports(|k| k.name() == "raw" || k.name() == "unrelated");
-    let derive = MockDerivedSource::new("derive", |key, deps| {
-        let (dep, f): (ResourceKey, fn(u64) -> u64) = match key.name() {
-            "doubled" => (raw(), |v| v * 2),
-            _ => (doubled(), |v| v + 1),
-        };
-        let v = deps.value::<u64>(&dep).map_err(SourceError::protocol)?;
-        Ok(SourceOutput::new(f(*v)))
-    })
-    .depends_on(doubled(), [raw()])
-    .depends_on(chained(), [doubled()])
-    .with_supports(|k| k.name() == "doubled" || k.name() == "chained");
+    let derive = chain_deriver();
     let (raw_handle, derive_handle) = (raw_source.handle(), derive.handle());
     let mut config = config(vec![raw_source.into(), derive.into()], clock);
     if let Some(sink) = sink {

@@ -22,29 +22,13 @@ use coalestra_core::{
 use coalestra_orchestration::{
     ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder, SnapshotSession,
 };
-use coalestra_test::{key, MockDerivedSource, MockHandle, MockSource};
+use coalestra_test::{MockHandle, MockSource};
 
 mod support;
-use support::{long_ttl, single_attempt_config as config};
-
-/// Far beyond any legitimate stage on the paused clock.
-const HANG_GUARD: Duration = Duration::from_secs(30);
-
-fn a() -> ResourceKey {
-    key("market:price:A")
-}
-fn b() -> ResourceKey {
-    key("market:price:B")
-}
-fn raw() -> ResourceKey {
-    key("demo:raw:x")
-}
-fn doubled() -> ResourceKey {
-    key("demo:doubled:x")
-}
-fn chained() -> ResourceKey {
-    key("demo:chained:x")
-}
+use support::{
+    a, b, chain_deriver, chained, doubled, long_ttl, raw, single_attempt_config as config,
+    HANG_GUARD,
+};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -117,17 +101,7 @@ fn chain_builder(clock: &ManualClock) -> (SnapshotBuilder, MockHandle, MockHandl
     let raw_source = MockSource::new("raw")
         .value(raw(), 1_u64)
         .with_supports(|k| k.name() == "raw");
-    let derive = MockDerivedSource::new("derive", |key, deps| {
-        let (dep, f): (ResourceKey, fn(u64) -> u64) = match key.name() {
-            "doubled" => (raw(), |v| v * 2),
-            _ => (doubled(), |v| v + 1),
-        };
-        let v = deps.value::<u64>(&dep).map_err(SourceError::protocol)?;
-        Ok(SourceOutput::new(f(*v)))
-    })
-    .depends_on(doubled(), [raw()])
-    .depends_on(chained(), [doubled()])
-    .with_supports(|k| k.name() == "doubled" || k.name() == "chained");
+    let derive = chain_deriver();
     let (raw_handle, derive_handle) = (raw_source.handle(), derive.handle());
     let builder = config(vec![raw_source.into(), derive.into()], clock)
         .default_policy(long_ttl())

@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use coalestra_core::{
     BuildOptions, CircuitBreakerPolicy, FreshnessPolicy, ManualClock, ResiliencePolicy,
-    ResourceError, ResourceKey, RetryPolicy, Snapshot, SourceRef,
+    ResourceError, ResourceKey, RetryPolicy, Snapshot, SourceError, SourceOutput, SourceRef,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
-use coalestra_test::{key, RecordingSink};
+use coalestra_test::{key, MockDerivedSource, RecordingSink};
 use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------- keys
@@ -71,6 +71,22 @@ pub fn long_ttl() -> FreshnessPolicy {
 /// instead of failing the build.
 pub fn lenient() -> BuildOptions {
     BuildOptions::new().strict(false)
+}
+
+/// The derived source "derive" over the chain keys: [`doubled`] = [`raw`]
+/// * 2 and [`chained`] = [`doubled`] + 1.
+pub fn chain_deriver() -> MockDerivedSource {
+    MockDerivedSource::new("derive", |key, deps| {
+        let (dep, f): (ResourceKey, fn(u64) -> u64) = match key.name() {
+            "doubled" => (raw(), |v| v * 2),
+            _ => (doubled(), |v| v + 1),
+        };
+        let v = deps.value::<u64>(&dep).map_err(SourceError::protocol)?;
+        Ok(SourceOutput::new(f(*v)))
+    })
+    .depends_on(doubled(), [raw()])
+    .depends_on(chained(), [doubled()])
+    .with_supports(|k| k.name() == "doubled" || k.name() == "chained")
 }
 
 // ------------------------------------------------------ configurations
