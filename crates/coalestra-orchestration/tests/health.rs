@@ -27,8 +27,11 @@ use coalestra_orchestration::{
     ASSESSMENT_SCHEMA, HEALTH_SCHEMA, HEALTH_SCHEMA_VERSION,
 };
 use coalestra_resilience::{CircuitState, CircuitStatus};
-use coalestra_test::Gate;
+use coalestra_test::{key, Gate};
 use serde_json::Value;
+
+mod support;
+use support::{counted, counter, lenient, single_attempt};
 
 const GOLDEN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -37,28 +40,8 @@ const GOLDEN: &str = concat!(
 /// Set to regenerate the golden key list instead of comparing with it.
 const BLESS_VAR: &str = "COALESTRA_BLESS_GOLDEN";
 
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
-
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
-
-fn counter() -> Arc<AtomicUsize> {
-    Arc::new(AtomicUsize::new(0))
-}
-
-fn count(c: &AtomicUsize) -> usize {
-    c.load(Ordering::SeqCst)
-}
-
-fn lenient() -> BuildOptions {
-    BuildOptions::new().strict(false)
 }
 
 /// A source answering 1 and counting calls.
@@ -160,7 +143,7 @@ async fn idle_builder_health_reports_state_without_calling_any_source() {
 
     let h = builder.health();
 
-    assert_eq!(count(&calls), 0, "health() must not call a source");
+    assert_eq!(counted(&calls), 0, "health() must not call a source");
     assert_eq!(h.schema, HEALTH_SCHEMA);
     assert_eq!(h.schema, "coalestra.builder-health");
     assert_eq!(h.schema_version, HEALTH_SCHEMA_VERSION);
@@ -219,7 +202,7 @@ async fn idle_builder_health_reports_state_without_calling_any_source() {
 
     // Taking it again still calls nothing, and a clone reports the same state.
     assert_eq!(builder.clone().health(), builder.health());
-    assert_eq!(count(&calls), 0);
+    assert_eq!(counted(&calls), 0);
 }
 
 /// B19.7 (the part a builder can reach): a closed builder is reported closed
@@ -254,7 +237,7 @@ async fn health_json_is_versioned_json_safe_and_holds_only_aggregates() {
         .build([btc.clone()])
         .await
         .expect("the build succeeds");
-    assert_eq!(count(&calls), 1);
+    assert_eq!(counted(&calls), 1);
 
     let json = builder.health().to_json();
 
@@ -564,7 +547,7 @@ async fn health_reports_pending_background_refreshes() {
     assert_eq!(done.singleflight_in_flight, 0);
     assert_eq!(done.active_dispatch_workers, 0);
     assert_eq!(done.capacity.global.in_use, 0);
-    assert_eq!(count(&calls), 2);
+    assert_eq!(counted(&calls), 2);
 }
 
 fn supports_name(source: FnSource, name: &'static str) -> FnSource {
