@@ -34,17 +34,8 @@ use coalestra_test::{
 };
 
 mod support;
-use support::{long_ttl, single_attempt_config};
+use support::{a, b, c, long_ttl, single_attempt_config};
 
-fn a() -> ResourceKey {
-    key("market:price:A")
-}
-fn b() -> ResourceKey {
-    key("market:price:B")
-}
-fn c() -> ResourceKey {
-    key("market:price:C")
-}
 fn opt() -> ResourceKey {
     key("market:price:OPTIONAL")
 }
