@@ -202,16 +202,9 @@ pub fn failures(snapshot: &Snapshot, key: &ResourceKey) -> Vec<(String, String, 
     let error = snapshot
         .error(key)
         .unwrap_or_else(|| panic!("{key} should have failed, got {:?}", snapshot.get(key)));
-    error
-        .failures()
-        .iter()
-        .map(|f| {
-            (
-                f.source.to_string(),
-                f.error.error_type().to_owned(),
-                f.attempts,
-            )
-        })
+    failure_details(error)
+        .into_iter()
+        .map(|(source, error_type, _message, attempts)| (source, error_type, attempts))
         .collect()
 }
 
