@@ -41,7 +41,7 @@ enum Outcome {
     Value(u32),
     /// The owner's fetch failed.
     Failed(&'static str),
-    /// The owner's guard was dropped before completing (flight.rs:117-125).
+    /// The owner's guard was dropped before completing (flight.rs:120-128).
     OwnerStopped,
 }
 
@@ -60,9 +60,13 @@ impl Flight {
         }
     }
 
-    /// flight.rs:23-33: register interest first, then look at the result,
-    /// then sleep; a completion between the look and the sleep is not lost.
+    /// flight.rs:23-36: a finished flight answers at once; otherwise
+    /// register interest first, then look at the result, then sleep; a
+    /// completion between the look and the sleep is not lost.
     fn wait(&self) -> Outcome {
+        if let Some(outcome) = lock(&self.result).clone() {
+            return outcome;
+        }
         loop {
             let notified = self.done.notified();
             if let Some(outcome) = lock(&self.result).clone() {
@@ -72,7 +76,7 @@ impl Flight {
         }
     }
 
-    /// flight.rs:35-38.
+    /// flight.rs:38-41.
     fn complete(&self, outcome: Outcome) {
         {
             let mut result = lock(&self.result);
@@ -84,11 +88,11 @@ impl Flight {
     }
 }
 
-/// flight.rs:42-43.
+/// flight.rs:45-46.
 #[derive(Clone)]
 struct FlightTable(Arc<Mutex<HashMap<Key, Arc<Flight>>>>);
 
-/// flight.rs:46-51.
+/// flight.rs:49-54.
 enum Reservation {
     Owner(FlightGuard),
     Joined(Arc<Flight>),
@@ -99,7 +103,7 @@ impl FlightTable {
         Self(Arc::new(Mutex::new(HashMap::new())))
     }
 
-    /// flight.rs:55-69.
+    /// flight.rs:58-72.
     fn reserve(&self, key: Key) -> Reservation {
         let mut map = lock(&self.0);
         if let Some(flight) = map.get(&key) {
@@ -115,13 +119,13 @@ impl FlightTable {
         })
     }
 
-    /// flight.rs:72-74.
+    /// flight.rs:75-77.
     fn len(&self) -> usize {
         lock(&self.0).len()
     }
 }
 
-/// flight.rs:79-84.
+/// flight.rs:82-87.
 struct FlightGuard {
     table: FlightTable,
     key: Key,
@@ -134,12 +138,12 @@ impl FlightGuard {
         &self.flight
     }
 
-    /// flight.rs:98-100.
+    /// flight.rs:101-103.
     fn complete(mut self, outcome: Outcome) {
         self.finish(outcome);
     }
 
-    /// flight.rs:102-111: leave the table (only if the entry is still this
+    /// flight.rs:105-114: leave the table (only if the entry is still this
     /// flight), then publish.
     fn finish(&mut self, outcome: Outcome) {
         if self.done {
@@ -159,7 +163,7 @@ impl FlightGuard {
     }
 }
 
-/// flight.rs:114-127.
+/// flight.rs:117-130.
 impl Drop for FlightGuard {
     fn drop(&mut self) {
         if !self.done {

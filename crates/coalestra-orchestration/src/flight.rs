@@ -21,6 +21,9 @@ pub(crate) struct Flight {
 impl Flight {
     /// Waits for the outcome.
     pub(crate) async fn wait(&self) -> Outcome {
+        if let Some(outcome) = self.result.get() {
+            return outcome.clone();
+        }
         loop {
             let notified = self.done.notified();
             tokio::pin!(notified);
