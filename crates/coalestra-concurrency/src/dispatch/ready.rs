@@ -38,14 +38,28 @@ impl ReadySlots {
         }
     }
 
-    /// Takes every slot marked ready so far, in the order they were marked.
-    pub(super) fn take(&self) -> Vec<usize> {
+    /// Room for `slots` slots, so marking them never reallocates.
+    pub(super) fn with_capacity(slots: usize) -> Self {
+        Self {
+            state: Mutex::new(ReadyState {
+                queue: Vec::with_capacity(slots),
+                queued: vec![false; slots],
+                task: None,
+            }),
+        }
+    }
+
+    /// Moves every slot marked ready so far, in the order they were marked,
+    /// into `out` (cleared first). The two buffers trade places, so neither
+    /// side allocates once both have grown.
+    pub(super) fn take_into(&self, out: &mut Vec<usize>) {
+        out.clear();
         let mut state = self.lock();
-        let queue = std::mem::take(&mut state.queue);
-        for &slot in &queue {
+        std::mem::swap(&mut state.queue, out);
+        let state = &mut *state;
+        for &slot in out.iter() {
             state.queued[slot] = false;
         }
-        queue
     }
 
     fn lock(&self) -> MutexGuard<'_, ReadyState> {

@@ -25,6 +25,8 @@ pub(super) struct BoundedRun<It, F, Fut> {
     wakers: Vec<Waker>,
     free: Vec<usize>,
     ready: Arc<ReadySlots>,
+    /// The slots taken from `ready` in one pass (kept to reuse its buffer).
+    woken: Vec<usize>,
     next_index: usize,
     in_flight: usize,
 }
@@ -43,14 +45,18 @@ where
     Fut: Future,
 {
     pub(super) fn new(items: It, max_workers: NonZeroUsize, start: F) -> Self {
+        // As many slots as items can run at once, known up front: the slot
+        // lists never grow one push at a time.
+        let slots = max_workers.get().min(items.size_hint().0.max(1));
         Self {
             items: Some(items),
             start,
             max_workers: max_workers.get(),
-            slots: Vec::new(),
-            wakers: Vec::new(),
-            free: Vec::new(),
-            ready: Arc::new(ReadySlots::default()),
+            slots: Vec::with_capacity(slots),
+            wakers: Vec::with_capacity(slots),
+            free: Vec::with_capacity(slots),
+            ready: Arc::new(ReadySlots::with_capacity(slots)),
+            woken: Vec::with_capacity(slots),
             next_index: 0,
             in_flight: 0,
         }
@@ -89,7 +95,9 @@ where
                     }
                 }
             }
-            for slot in self.ready.take() {
+            let mut woken = std::mem::take(&mut self.woken);
+            self.ready.take_into(&mut woken);
+            for &slot in &woken {
                 let Some((index, output)) = self.poll_slot(slot) else {
                     continue;
                 };
@@ -99,6 +107,7 @@ where
                     return Poll::Ready(Err(error));
                 }
             }
+            self.woken = woken;
             if self.in_flight == 0 && self.items.is_none() {
                 return Poll::Ready(Ok(()));
             }
