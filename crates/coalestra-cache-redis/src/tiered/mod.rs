@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coalestra_cache::MemoryCache;
 use coalestra_core::{
-    CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, ResourceKey, SnapshotCache,
-    SnapshotValue, Timestamp, WriteResult,
+    CacheError, CacheHit, CacheLookup, CacheRead, CacheStats, CacheWrite, ResourceKey,
+    SnapshotCache, SnapshotValue, Timestamp, WriteResult,
 };
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -270,24 +270,34 @@ impl SnapshotCache for TieredCache {
         reads: &[CacheRead],
         now: Timestamp,
     ) -> Result<Vec<Option<CacheHit>>, CacheError> {
+        let lookups: Vec<CacheLookup<'_>> = reads.iter().map(CacheLookup::from).collect();
+        self.lookup_many(&lookups, now).await
+    }
+
+    // The local tier reads borrowed keys; only keys going to Redis are copied.
+    async fn lookup_many(
+        &self,
+        reads: &[CacheLookup<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
         let shared = &self.shared;
         let counters = &shared.counters;
         let mut out = if shared.closed.load(Ordering::SeqCst) {
             // Only local-only keys are still kept in L1.
             let mut out: Vec<Option<CacheHit>> = vec![None; reads.len()];
             let local: Vec<usize> = (0..reads.len())
-                .filter(|&i| !shared.l2.is_shared(&reads[i].key))
+                .filter(|&i| !shared.l2.is_shared(reads[i].key))
                 .collect();
-            let local_reads: Vec<CacheRead> = local.iter().map(|&i| reads[i].clone()).collect();
+            let local_reads: Vec<CacheLookup<'_>> = local.iter().map(|&i| reads[i]).collect();
             for (&i, hit) in local
                 .iter()
-                .zip(shared.l1.get_many(&local_reads, now).await?)
+                .zip(shared.l1.lookup_many(&local_reads, now).await?)
             {
                 out[i] = hit;
             }
             out
         } else {
-            shared.l1.get_many(reads, now).await?
+            shared.l1.lookup_many(reads, now).await?
         };
         let mut missing: Vec<usize> = Vec::new();
         for (i, hit) in out.iter().enumerate() {
@@ -296,7 +306,7 @@ impl SnapshotCache for TieredCache {
                     bump(&counters.l1_hits, 1);
                     counters.core.hit(hit.freshness);
                 }
-                None if shared.l2.is_shared(&reads[i].key) => missing.push(i),
+                None if shared.l2.is_shared(reads[i].key) => missing.push(i),
                 None => counters.core.miss(),
             }
         }
@@ -305,9 +315,15 @@ impl SnapshotCache for TieredCache {
         }
         let stamps: Vec<Stamp> = missing
             .iter()
-            .map(|&i| shared.epochs.stamp(&reads[i].key))
+            .map(|&i| shared.epochs.stamp(reads[i].key))
             .collect();
-        let l2_reads: Vec<CacheRead> = missing.iter().map(|&i| reads[i].clone()).collect();
+        let l2_reads: Vec<CacheRead> = missing
+            .iter()
+            .map(|&i| CacheRead {
+                key: reads[i].key.clone(),
+                policy: *reads[i].policy,
+            })
+            .collect();
         let hits = match shared.l2.get_many(&l2_reads, now).await {
             Ok(hits) => hits,
             Err(error) => {
