@@ -128,6 +128,37 @@ async fn build_accepting(
         .await
 }
 
+/// Builds `request` under the `consistency` policy with default options.
+async fn build_consistent(
+    builder: &SnapshotBuilder,
+    request: SnapshotRequest,
+    consistency: SnapshotConsistencyPolicy,
+) -> Result<Snapshot, CoalestraError> {
+    builder
+        .build_request(&request.with_consistency(consistency), BuildOptions::new())
+        .await
+}
+
+/// Revalidates A and B in `session` with `options`, allowing at most
+/// `limit` seconds of observation skew.
+async fn revalidate_within(
+    session: &SnapshotSession,
+    limit: f64,
+    options: RevalidateOptions,
+) -> Result<Snapshot, CoalestraError> {
+    session
+        .revalidate([a(), b()], options.consistency(skew(limit)))
+        .await
+}
+
+/// [`revalidate_within`] with a forced refresh.
+async fn force_refresh_within(
+    session: &SnapshotSession,
+    limit: f64,
+) -> Result<Snapshot, CoalestraError> {
+    revalidate_within(session, limit, RevalidateOptions::new().force_refresh(true)).await
+}
+
 /// An any-of requirement over `keys` named "position".
 fn position_any_of<const N: usize>(keys: [ResourceKey; N]) -> SnapshotRequirement {
     SnapshotRequirement::any_of(keys)
@@ -192,11 +223,7 @@ fn field_f64(event: &coalestra_core::Event, name: &str) -> f64 {
 async fn b14_1_excessive_required_skew_is_a_consistency_error_with_the_partial_snapshot() {
     let (builder, _h, _clock, sink) = builder_at(110.0, &[(a(), 100.0), (b(), 104.0)]);
 
-    let error = builder
-        .build_request(
-            &required(&[a(), b()]).with_consistency(skew(2.0)),
-            BuildOptions::new(),
-        )
+    let error = build_consistent(&builder, required(&[a(), b()]), skew(2.0))
         .await
         .expect_err("4 s apart, 2 s allowed");
 
@@ -257,11 +284,7 @@ async fn b14_1_excessive_required_skew_is_a_consistency_error_with_the_partial_s
 async fn b14_3_the_skew_limit_is_inclusive() {
     let (builder, _h, _clock, sink) = builder_at(110.0, &[(a(), 100.0), (b(), 102.0)]);
 
-    let snapshot = builder
-        .build_request(
-            &required(&[a(), b()]).with_consistency(skew(2.0)),
-            BuildOptions::new(),
-        )
+    let snapshot = build_consistent(&builder, required(&[a(), b()]), skew(2.0))
         .await
         .expect("exactly at the limit");
 
@@ -278,11 +301,7 @@ async fn b14_4_optional_resources_are_excluded_by_default() {
     let (builder, _h, _clock, _sink) =
         builder_at(150.0, &[(a(), 100.0), (b(), 101.0), (opt(), 150.0)]);
 
-    let snapshot = builder
-        .build_request(
-            &request(&[a(), b()], &[opt()]).with_consistency(skew(2.0)),
-            BuildOptions::new(),
-        )
+    let snapshot = build_consistent(&builder, request(&[a(), b()], &[opt()]), skew(2.0))
         .await
         .expect("the optional outlier does not count");
 
@@ -298,11 +317,7 @@ async fn b14_5_optional_resources_participate_when_included() {
     );
     let included = skew(2.0).including_optional(true);
 
-    let only_optional = builder
-        .build_request(
-            &request(&[], &[a(), c()]).with_consistency(included),
-            BuildOptions::new(),
-        )
+    let only_optional = build_consistent(&builder, request(&[], &[a(), c()]), included)
         .await
         .expect_err("optional-only requests can opt in");
     assert_eq!(
@@ -310,11 +325,7 @@ async fn b14_5_optional_resources_participate_when_included() {
         BuildErrorKind::Consistency
     );
 
-    let error = builder
-        .build_request(
-            &request(&[a(), b()], &[opt()]).with_consistency(included),
-            BuildOptions::new(),
-        )
+    let error = build_consistent(&builder, request(&[a(), b()], &[opt()]), included)
         .await
         .expect_err("the optional outlier counts");
     let violation = build_error(&error)
@@ -388,16 +399,13 @@ async fn skewed_session() -> (
 async fn b14_8_an_inconsistent_revalidation_keeps_the_previous_state_even_when_lenient() {
     let (builder, handle, session, before, sink) = skewed_session().await;
 
-    let error = session
-        .revalidate(
-            [a(), b()],
-            RevalidateOptions::new()
-                .strict(false)
-                .force_refresh(true)
-                .consistency(skew(2.0)),
-        )
-        .await
-        .expect_err("a consistency violation is raised even when lenient");
+    let error = revalidate_within(
+        &session,
+        2.0,
+        RevalidateOptions::new().strict(false).force_refresh(true),
+    )
+    .await
+    .expect_err("a consistency violation is raised even when lenient");
 
     let build = build_error(&error);
     assert_eq!(build.kind(), BuildErrorKind::Consistency);
@@ -440,13 +448,7 @@ async fn b14_12_without_force_refresh_an_inconsistent_revalidation_gets_no_fallb
             .expect("publish");
     }
 
-    let error = session
-        .revalidate(
-            [a(), b()],
-            RevalidateOptions::new()
-                .strict(false)
-                .consistency(skew(2.0)),
-        )
+    let error = revalidate_within(&session, 2.0, RevalidateOptions::new().strict(false))
         .await
         .expect_err("inconsistent publications");
 
@@ -462,6 +464,14 @@ async fn b14_12_without_force_refresh_an_inconsistent_revalidation_gets_no_fallb
         versions(&before)
     );
     assert_eq!(revalidation_counts(&builder), (1, 1));
+}
+
+/// `rest` now observes A and B at 206, and the clock reads 210.
+fn rest_observes_206_at_210(rest: &MockHandle, clock: &ManualClock) {
+    rest.script()
+        .observed_at(a(), at(206.0))
+        .observed_at(b(), at(206.0));
+    clock.set(at(210.0));
 }
 
 /// local (priority 100, rank 300) serves A; the batch source rest
@@ -507,18 +517,9 @@ async fn b14_10_force_refresh_reacquires_the_oldest_value_through_the_next_sourc
     assert_eq!(before.get(&a()).expect("A").source(), "local");
     assert_eq!((rest.calls_for(a()), rest.calls_for(b())), (0, 1));
     local.script().observed_at(a(), at(200.0));
-    rest.script()
-        .observed_at(a(), at(206.0))
-        .observed_at(b(), at(206.0));
-    clock.set(at(210.0));
+    rest_observes_206_at_210(&rest, &clock);
 
-    let after = session
-        .revalidate(
-            [a(), b()],
-            RevalidateOptions::new()
-                .force_refresh(true)
-                .consistency(skew(5.0)),
-        )
+    let after = force_refresh_within(&session, 5.0)
         .await
         .expect("the fallback fixes the skew");
 
@@ -593,18 +594,9 @@ async fn b14_11_the_fallback_repeats_while_new_sources_remain() {
     resolved(&session, vec![a(), b()]).await;
     local.script().observed_at(a(), at(200.0));
     mid_handle.script().observed_at(a(), at(200.5));
-    rest.script()
-        .observed_at(a(), at(206.0))
-        .observed_at(b(), at(206.0));
-    clock.set(at(210.0));
+    rest_observes_206_at_210(&rest, &clock);
 
-    let after = session
-        .revalidate(
-            [a(), b()],
-            RevalidateOptions::new()
-                .force_refresh(true)
-                .consistency(skew(5.0)),
-        )
+    let after = force_refresh_within(&session, 5.0)
         .await
         .expect("the second fallback fixes the skew");
 
@@ -648,13 +640,7 @@ async fn b14_15_revalidation_checks_only_the_requested_keys() {
         .observed_at(b(), at(201.0));
     clock.set(at(210.0));
 
-    let after = session
-        .revalidate(
-            [a(), b()],
-            RevalidateOptions::new()
-                .force_refresh(true)
-                .consistency(skew(2.0)),
-        )
+    let after = force_refresh_within(&session, 2.0)
         .await
         .expect("the dependent refreshed at 210 does not participate");
 
@@ -674,13 +660,7 @@ async fn b14_15_revalidation_checks_only_the_requested_keys() {
 async fn b15_1_a_value_older_than_max_age_is_rejected() {
     let (builder, _h, _clock, sink) = builder_at(100.0, &[(a(), 95.0)]);
 
-    let error = builder
-        .build_request(
-            &required(&[a()])
-                .with_acceptance(default_rule(max_age(3.0)))
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    let error = build_accepting(&builder, required(&[a()]), default_rule(max_age(3.0)))
         .await
         .expect_err("5 s old, 3 s allowed");
 
@@ -731,13 +711,7 @@ async fn b15_1_a_value_older_than_max_age_is_rejected() {
 async fn an_acceptable_snapshot_records_acceptance_success() {
     let (builder, _h, _clock, sink) = builder_at(100.0, &[(a(), 99.0)]);
 
-    builder
-        .build_request(
-            &required(&[a()])
-                .with_acceptance(default_rule(max_age(3.0)))
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    build_accepting(&builder, required(&[a()]), default_rule(max_age(3.0)))
         .await
         .expect("1 s old, 3 s allowed");
 
@@ -800,11 +774,7 @@ async fn b15_4_a_source_below_the_minimum_authority_is_rejected() {
         .expect("valid builder");
     let policy = default_rule(ResourceAcceptanceRule::unconstrained().minimum_authority_rank(100));
 
-    let error = builder
-        .build_request(
-            &required(&[a()]).with_acceptance(policy).expect("policy"),
-            BuildOptions::new(),
-        )
+    let error = build_accepting(&builder, required(&[a()]), policy)
         .await
         .expect_err("rank 40 < 100");
 
@@ -843,13 +813,7 @@ async fn b15_6_requirements_count_only_members_passing_their_rules() {
         .build()
         .expect("policy");
 
-    let snapshot = builder
-        .build_request(
-            &request(&[], &[a(), b()])
-                .with_acceptance(policy.clone())
-                .expect("policy"),
-            BuildOptions::new(),
-        )
+    let snapshot = build_accepting(&builder, request(&[], &[a(), b()]), policy.clone())
         .await
         .expect("B (1 s old) satisfies the group; A is not enforced directly");
     assert_eq!(snapshot.len(), 2);
@@ -1007,23 +971,11 @@ async fn b15_9_optional_resources_are_quality_checked_only_on_request() {
             .expect("policy")
     };
 
-    builder
-        .build_request(
-            &request(&[a()], &[b()])
-                .with_acceptance(policy(false))
-                .expect("request"),
-            BuildOptions::new(),
-        )
+    build_accepting(&builder, request(&[a()], &[b()]), policy(false))
         .await
         .expect("optional B is not enforced by default");
 
-    let error = builder
-        .build_request(
-            &request(&[a()], &[b()])
-                .with_acceptance(policy(true))
-                .expect("request"),
-            BuildOptions::new(),
-        )
+    let error = build_accepting(&builder, request(&[a()], &[b()]), policy(true))
         .await
         .expect_err("B is enforced when included");
     let violations = build_error(&error).acceptance_violations();
