@@ -264,9 +264,6 @@ impl Engine {
             SourceError::is_transient,
             |attempt| {
                 let ctx = job.ctx.clone().with_attempt(attempt);
-                let blocking_source = Arc::clone(source);
-                let blocking_key = key.clone();
-                let blocking_ctx = ctx.clone();
                 async move {
                     let call = self
                         .invoke(
@@ -274,7 +271,11 @@ impl Engine {
                             job,
                             Some(key),
                             || async { source.fetch(key, &ctx).await },
-                            move || blocking_source.fetch_blocking(&blocking_key, &blocking_ctx),
+                            || {
+                                let (source, key, ctx) =
+                                    (Arc::clone(source), key.clone(), ctx.clone());
+                                move || source.fetch_blocking(&key, &ctx)
+                            },
                         )
                         .await;
                     if !matches!(&call, Err(e) if e.is_queue_timeout() || e.is_deadline_exceeded())
@@ -327,9 +328,6 @@ impl Engine {
             SourceError::is_transient,
             |attempt| {
                 let ctx = job.ctx.clone().with_attempt(attempt);
-                let blocking_source = Arc::clone(source);
-                let blocking_keys = Arc::clone(&requested);
-                let blocking_ctx = ctx.clone();
                 let requested = &requested;
                 async move {
                     let call = self
@@ -338,8 +336,10 @@ impl Engine {
                             job,
                             None,
                             || async { source.fetch_many(requested, &ctx).await },
-                            move || {
-                                blocking_source.fetch_many_blocking(&blocking_keys, &blocking_ctx)
+                            || {
+                                let (source, keys, ctx) =
+                                    (Arc::clone(source), Arc::clone(requested), ctx.clone());
+                                move || source.fetch_many_blocking(&keys, &ctx)
                             },
                         )
                         .await;

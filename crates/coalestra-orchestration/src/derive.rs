@@ -96,10 +96,6 @@ impl Engine {
             SourceError::is_transient,
             |attempt| {
                 let ctx = job.ctx.clone().with_attempt(attempt);
-                let blocking_source = Arc::clone(source);
-                let blocking_key = key.clone();
-                let blocking_deps = dependencies.clone();
-                let blocking_ctx = ctx.clone();
                 let dependencies = &dependencies;
                 let versions = versions.clone();
                 async move {
@@ -109,12 +105,14 @@ impl Engine {
                             job,
                             Some(key),
                             || async { source.derive(key, dependencies, &ctx).await },
-                            move || {
-                                blocking_source.derive_blocking(
-                                    &blocking_key,
-                                    &blocking_deps,
-                                    &blocking_ctx,
-                                )
+                            || {
+                                let (source, key, deps, ctx) = (
+                                    Arc::clone(source),
+                                    key.clone(),
+                                    dependencies.clone(),
+                                    ctx.clone(),
+                                );
+                                move || source.derive_blocking(&key, &deps, &ctx)
                             },
                         )
                         .await;

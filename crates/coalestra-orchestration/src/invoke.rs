@@ -43,13 +43,15 @@ pub(crate) async fn isolate_panics<F: Future>(future: F) -> Result<F::Output, St
 impl Engine {
     /// Runs one source call under the source's capacity, the job deadline and
     /// the source timeout. Returns the result and the call latency.
+    /// `blocking_call` makes the call for blocking and inline sources; it
+    /// is only asked for when the source runs that way.
     pub(crate) async fn invoke<T, Fut, B>(
         &self,
         entry: &SourceEntry,
         job: &Job,
         resource: Option<&ResourceKey>,
         async_call: impl FnOnce() -> Fut,
-        blocking_call: B,
+        blocking_call: impl FnOnce() -> B,
     ) -> Result<(T, Duration), SourceError>
     where
         T: Send + 'static,
@@ -123,7 +125,7 @@ impl Engine {
                 bounded(budget, call).instrument(span).await
             }
             Execution::Blocking => {
-                let handle = tokio::task::spawn_blocking(blocking_call);
+                let handle = tokio::task::spawn_blocking(blocking_call());
                 match bounded(budget, handle).await {
                     Some(Ok(r)) => Some(Ok(r)),
                     Some(Err(join)) if join.is_panic() => {
@@ -133,7 +135,7 @@ impl Engine {
                     None => None,
                 }
             }
-            _ => Some(catch_unwind(AssertUnwindSafe(blocking_call)).map_err(panic_message)),
+            _ => Some(catch_unwind(AssertUnwindSafe(blocking_call())).map_err(panic_message)),
         };
         drop(permit);
         let latency = start.elapsed();
