@@ -5,6 +5,7 @@
 //! same resolution tree, and joiners honouring their own deadline
 //! (B6.1–B6.13).
 
+use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,14 +18,14 @@ use coalestra_core::{
     FetchContext, FnBatchSource, FnDerivedSource, FnSource, ManualClock, ResourceKey, Snapshot,
     SnapshotCache, SourceError, SourceOptions, SourceOutput, Timestamp, WriteResult,
 };
-use coalestra_orchestration::SnapshotBuilder;
+use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
 use coalestra_test::{key, Gate, RecordingSink};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 mod support;
 use support::{
-    batch_calls, count, entries, new_log, single_attempt_config as config, Batches, Log,
+    batch_calls, count, entries, new_log, push, single_attempt_config as config, Batches, Log,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -35,33 +36,38 @@ async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
-/// A single source logging each key, held at `gate`, then answering `value`.
-fn gated(name: &'static str, value: u64, gate: &Gate, log: &Log) -> FnSource {
+/// A single source `name` logging each key and passing `gate`, then
+/// answering what `answer` resolves to.
+fn logged_at_gate<F, Fut>(name: &'static str, gate: &Gate, log: &Log, answer: F) -> FnSource
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<SourceOutput, SourceError>> + Send + 'static,
+{
     let gate = gate.clone();
     let log = log.clone();
     FnSource::new(name, move |key: ResourceKey, _ctx: FetchContext| {
         let gate = gate.clone();
         let log = log.clone();
+        let answer = answer.clone();
         async move {
-            log.lock().expect("log lock poisoned").push(key.to_string());
+            push(&log, key.to_string());
             gate.pass().await;
-            Ok(SourceOutput::new(value))
+            answer().await
         }
+    })
+}
+
+/// A single source logging each key, held at `gate`, then answering `value`.
+fn gated(name: &'static str, value: u64, gate: &Gate, log: &Log) -> FnSource {
+    logged_at_gate(name, gate, log, move || async move {
+        Ok(SourceOutput::new(value))
     })
 }
 
 /// A single source held at `gate`, then failing.
 fn gated_failure(gate: &Gate, log: &Log) -> FnSource {
-    let gate = gate.clone();
-    let log = log.clone();
-    FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
-        let gate = gate.clone();
-        let log = log.clone();
-        async move {
-            log.lock().expect("log lock poisoned").push(key.to_string());
-            gate.pass().await;
-            Err(SourceError::unavailable("rest is down"))
-        }
+    logged_at_gate("rest", gate, log, || async {
+        Err(SourceError::unavailable("rest is down"))
     })
 }
 
@@ -88,33 +94,49 @@ fn gated_batch(gate: &Gate, batches: &Batches) -> FnBatchSource {
     )
 }
 
-/// The most common setup: a builder over one gated `rest` source answering
-/// 42 on a manual clock, with its gate, its call log and the key to build.
-struct Gated {
-    gate: Gate,
-    log: Log,
-    builder: SnapshotBuilder,
-    price: ResourceKey,
-}
+/// A builder over one source on a manual clock, with the source's gate, its
+/// call log and the key to build (`market:price:BTC`), in that order.
+type Gated = (Gate, Log, SnapshotBuilder, ResourceKey);
 
+/// The most common setup: one gated `rest` source answering 42.
 fn gated_builder() -> Gated {
     gated_rest(42)
 }
 
 /// [`gated_builder`] with the source answering `value`.
 fn gated_rest(value: u64) -> Gated {
+    gated_with(|gate, log| gated("rest", value, gate, log))
+}
+
+/// A builder over the source `source` makes from a fresh gate and call log.
+fn gated_with(source: impl FnOnce(&Gate, &Log) -> FnSource) -> Gated {
+    gated_configured(source, |config| config)
+}
+
+/// [`gated_with`], the builder configuration adjusted by `configure`.
+fn gated_configured(
+    source: impl FnOnce(&Gate, &Log) -> FnSource,
+    configure: impl FnOnce(BuilderConfig) -> BuilderConfig,
+) -> Gated {
     let clock = ManualClock::new(1_000.0);
     let gate = Gate::new();
     let log = new_log();
-    let builder = config(vec![gated("rest", value, &gate, &log).into()], &clock)
+    let builder = configure(config(vec![source(&gate, &log).into()], &clock))
         .build()
         .expect("valid builder");
-    Gated {
-        gate,
-        log,
-        builder,
-        price: key("market:price:BTC"),
-    }
+    (gate, log, builder, key("market:price:BTC"))
+}
+
+/// A builder over [`gated_batch`] on a manual clock, with its gate and its
+/// batch log.
+fn gated_batch_builder() -> (Gate, Batches, SnapshotBuilder) {
+    let clock = ManualClock::new(1_000.0);
+    let gate = Gate::new();
+    let batches: Batches = Arc::default();
+    let builder = config(vec![gated_batch(&gate, &batches).into()], &clock)
+        .build()
+        .expect("valid builder");
+    (gate, batches, builder)
 }
 
 /// Spawns a default build of `price`.
@@ -153,12 +175,7 @@ fn spawn_build(
 
 #[tokio::test(start_paused = true)]
 async fn b6_1_concurrent_builds_coalesce_an_identical_resource() {
-    let Gated {
-        gate,
-        log,
-        builder,
-        price,
-    } = gated_rest(123);
+    let (gate, log, builder, price) = gated_rest(123);
 
     let first = spawn_price(&builder, &price);
     let second = spawn_parked(&builder, &price, &gate).await;
@@ -186,9 +203,7 @@ async fn b6_1_concurrent_builds_coalesce_an_identical_resource() {
 
 #[tokio::test(start_paused = true)]
 async fn overlapping_builds_fetch_the_shared_key_once() {
-    let Gated {
-        gate, log, builder, ..
-    } = gated_rest(5);
+    let (gate, log, builder, _) = gated_rest(5);
     let (a, b, c) = (
         key("market:price:A"),
         key("market:price:B"),
@@ -230,12 +245,7 @@ async fn overlapping_builds_fetch_the_shared_key_once() {
 
 #[tokio::test(start_paused = true)]
 async fn thousand_concurrent_builds_of_one_key_make_exactly_one_source_call() {
-    let Gated {
-        gate,
-        log,
-        builder,
-        price,
-    } = gated_rest(7);
+    let (gate, log, builder, price) = gated_rest(7);
 
     let mut builds = JoinSet::new();
     for _ in 0..1_000 {
@@ -266,12 +276,7 @@ async fn thousand_concurrent_builds_of_one_key_make_exactly_one_source_call() {
 
 #[tokio::test(start_paused = true)]
 async fn b6_2_concurrent_identical_batch_builds_share_one_batch_call() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let batches: Batches = Arc::default();
-    let builder = config(vec![gated_batch(&gate, &batches).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let (gate, batches, builder) = gated_batch_builder();
     let keys = vec![
         key("market:price:BTC"),
         key("market:price:ETH"),
@@ -306,12 +311,7 @@ async fn b6_2_concurrent_identical_batch_builds_share_one_batch_call() {
 
 #[tokio::test(start_paused = true)]
 async fn b6_3_overlapping_batch_builds_coalesce_shared_keys() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let batches: Batches = Arc::default();
-    let builder = config(vec![gated_batch(&gate, &batches).into()], &clock)
-        .build()
-        .expect("valid builder");
+    let (gate, batches, builder) = gated_batch_builder();
     let (btc, eth, sol) = (
         key("market:price:BTC"),
         key("market:price:ETH"),
@@ -391,12 +391,7 @@ async fn b6_6_joiner_is_marked_coalesced_counted_and_metered_by_resource_type() 
 
 #[tokio::test(start_paused = true)]
 async fn b6_4_cancelled_waiter_does_not_cancel_shared_work_or_leak_the_registry() {
-    let Gated {
-        gate,
-        log,
-        builder,
-        price,
-    } = gated_builder();
+    let (gate, log, builder, price) = gated_builder();
 
     let owner = spawn_parked(&builder, &price, &gate).await;
     let waiter = spawn_price(&builder, &price);
@@ -418,12 +413,7 @@ async fn b6_4_cancelled_waiter_does_not_cancel_shared_work_or_leak_the_registry(
 
 #[tokio::test(start_paused = true)]
 async fn cancelled_owner_does_not_cancel_the_fetch_its_joiner_waits_for() {
-    let Gated {
-        gate,
-        log,
-        builder,
-        price,
-    } = gated_builder();
+    let (gate, log, builder, price) = gated_builder();
 
     let owner = spawn_parked(&builder, &price, &gate).await;
     let joiner = spawn_price(&builder, &price);
@@ -486,13 +476,7 @@ async fn b6_5_cancelling_the_only_caller_lets_the_fetch_finish_and_releases_capa
 
 #[tokio::test(start_paused = true)]
 async fn b6_7_shared_failure_reaches_every_caller_with_one_source_call() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated_failure(&gate, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let (gate, log, builder, price) = gated_with(gated_failure);
 
     let first = spawn_price(&builder, &price);
     let second = spawn_parked(&builder, &price, &gate).await;
@@ -550,14 +534,10 @@ impl SnapshotCache for PanickingWrites {
 
 #[tokio::test(start_paused = true)]
 async fn b6_8_waiters_get_an_error_when_the_shared_fetch_dies_without_an_outcome() {
-    let clock = ManualClock::new(1_000.0);
-    let gate = Gate::new();
-    let log = new_log();
-    let builder = config(vec![gated("rest", 1, &gate, &log).into()], &clock)
-        .cache(Arc::new(PanickingWrites(MemoryCache::new())))
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
+    let (gate, _log, builder, price) = gated_configured(
+        |gate, log| gated("rest", 1, gate, log),
+        |config| config.cache(Arc::new(PanickingWrites(MemoryCache::new()))),
+    );
 
     let first = spawn_price(&builder, &price);
     let second = spawn_parked(&builder, &price, &gate).await;
@@ -740,32 +720,19 @@ async fn b6_10_requested_resource_can_also_be_a_dependency_without_deadlock() {
 
 // -------------------------------------------------------------- deadlines
 
-/// A source that counts arrivals at an open gate, then takes 300 ms.
+/// A source that counts arrivals at `arrivals` (opened by the caller), then
+/// takes 300 ms to answer 9.
 fn slow_source(arrivals: &Gate, log: &Log) -> FnSource {
-    let gate = arrivals.clone();
-    let log = log.clone();
-    FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
-        let gate = gate.clone();
-        let log = log.clone();
-        async move {
-            log.lock().expect("log lock poisoned").push(key.to_string());
-            gate.pass().await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            Ok(SourceOutput::new(9_u64))
-        }
+    logged_at_gate("rest", arrivals, log, || async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(SourceOutput::new(9_u64))
     })
 }
 
 #[tokio::test(start_paused = true)]
 async fn b6_11_joiner_honours_its_own_deadline_while_the_owner_gets_the_value() {
-    let clock = ManualClock::new(1_000.0);
-    let arrivals = Gate::new();
+    let (arrivals, log, builder, price) = gated_with(slow_source);
     arrivals.open();
-    let log = new_log();
-    let builder = config(vec![slow_source(&arrivals, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
 
     let owner_started = Instant::now();
     let owner = spawn_price(&builder, &price);
@@ -804,14 +771,8 @@ async fn b6_11_joiner_honours_its_own_deadline_while_the_owner_gets_the_value() 
 
 #[tokio::test(start_paused = true)]
 async fn b6_12_non_strict_joiner_past_its_deadline_reports_the_key_only_as_an_error() {
-    let clock = ManualClock::new(1_000.0);
-    let arrivals = Gate::new();
+    let (arrivals, _log, builder, price) = gated_with(slow_source);
     arrivals.open();
-    let log = new_log();
-    let builder = config(vec![slow_source(&arrivals, &log).into()], &clock)
-        .build()
-        .expect("valid builder");
-    let price = key("market:price:BTC");
 
     let owner = spawn_price(&builder, &price);
     arrivals.wait_for_arrivals(1).await;
@@ -885,12 +846,7 @@ async fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn the_first_caller_starts_the_source_call_within_its_own_first_poll() {
-    let Gated {
-        gate,
-        log,
-        builder,
-        price,
-    } = gated_builder();
+    let (gate, log, builder, price) = gated_builder();
 
     let mut build = Box::pin(builder.build([price.clone()]));
     assert!(
@@ -911,12 +867,7 @@ async fn the_first_caller_starts_the_source_call_within_its_own_first_poll() {
 
 #[tokio::test(start_paused = true)]
 async fn a_caller_dropped_after_its_first_poll_hands_the_work_to_a_task() {
-    let Gated {
-        gate,
-        log,
-        builder,
-        price,
-    } = gated_builder();
+    let (gate, log, builder, price) = gated_builder();
 
     let mut build = Box::pin(builder.build([price.clone()]));
     assert!(!poll_once(&mut build).await);
@@ -940,12 +891,7 @@ async fn a_caller_dropped_after_its_first_poll_hands_the_work_to_a_task() {
 
 #[tokio::test(start_paused = true)]
 async fn close_waits_for_work_running_inside_a_caller() {
-    let Gated {
-        gate,
-        builder,
-        price,
-        ..
-    } = gated_builder();
+    let (gate, _log, builder, price) = gated_builder();
 
     let caller = spawn_parked(&builder, &price, &gate).await;
     let closing = {
