@@ -72,6 +72,66 @@ fn assert_resolved_by(snapshot: &Snapshot, key: &ResourceKey, value: u64, source
     assert_eq!(snapshot.get(key).expect("value").source(), source);
 }
 
+/// A builder over `sources` on `clock` and its strict build of
+/// `market:price:BTC`, which a fallback source must resolve.
+async fn resolve_btc(
+    sources: Vec<SourceRef>,
+    clock: &ManualClock,
+) -> (SnapshotBuilder, ResourceKey, Snapshot) {
+    let builder = chain(sources, clock);
+    let price = key("market:price:BTC");
+    let snapshot = builder
+        .build([price.clone()])
+        .await
+        .expect("fallback resolves");
+    (builder, price, snapshot)
+}
+
+/// Builds `price`, invalidates its cached value and builds it again:
+/// the second snapshot.
+async fn build_after_invalidation(builder: &SnapshotBuilder, price: &ResourceKey) -> Snapshot {
+    builder.build([price.clone()]).await.expect("first build");
+    builder.cache().invalidate(price).await.expect("invalidate");
+    builder.build([price.clone()]).await.expect("second build")
+}
+
+/// A builder over `rest` (answering 10 for prices) and the failing
+/// `accounts` (for accounts), with a price key and an account key.
+fn prices_and_failing_accounts(
+    clock: &ManualClock,
+    log: &Log,
+) -> (SnapshotBuilder, ResourceKey, ResourceKey) {
+    let rest = constant("rest", 10, log).with_supports(|k: &ResourceKey| k.name() == "price");
+    let accounts = failing("accounts", log).with_supports(|k: &ResourceKey| k.name() == "account");
+    let builder = chain(vec![rest.into(), accounts.into()], clock);
+    (builder, key("market:price:BTC"), key("user:account:alice"))
+}
+
+/// The thread a synchronous fetcher ran on, once it ran.
+type ThreadSlot = Arc<Mutex<Option<ThreadId>>>;
+
+/// A synchronous single source "single" for prices answering 1, recording
+/// its thread in `seen`.
+fn sync_single(seen: &ThreadSlot) -> FnSource {
+    let seen = Arc::clone(seen);
+    FnSource::sync("single", move |_key: &ResourceKey, _ctx: &FetchContext| {
+        *seen.lock().expect("lock") = Some(std::thread::current().id());
+        Ok(SourceOutput::new(1_u64))
+    })
+    .with_supports(|k: &ResourceKey| k.name() == "price")
+}
+
+/// A synchronous batch source "batch" for marks answering 1 per key,
+/// recording its thread in `seen`.
+fn sync_batch(seen: &ThreadSlot) -> FnBatchSource {
+    let seen = Arc::clone(seen);
+    FnBatchSource::sync("batch", move |keys: &[ResourceKey], _ctx: &FetchContext| {
+        *seen.lock().expect("lock") = Some(std::thread::current().id());
+        all_ones(keys)
+    })
+    .with_supports(|k: &ResourceKey| k.name() == "mark")
+}
+
 fn non_strict() -> BuildOptions {
     BuildOptions::new().strict(false)
 }
@@ -89,13 +149,8 @@ async fn b5_1_falls_back_to_lower_priority_source_in_call_order() {
     let primary = failing("primary", &log).with_priority(100);
     let fallback = constant("fallback", 42, &log).with_priority(10);
     // Registered lowest priority first: the order must come from priorities.
-    let builder = chain(vec![fallback.into(), primary.into()], &clock);
-    let price = key("market:price:BTC");
-
-    let snapshot = builder
-        .build([price.clone()])
-        .await
-        .expect("fallback resolves");
+    let (_builder, price, snapshot) =
+        resolve_btc(vec![fallback.into(), primary.into()], &clock).await;
 
     assert_resolved_by(&snapshot, &price, 42, "fallback");
     assert_eq!(
@@ -178,13 +233,7 @@ async fn b5_4_supports_is_called_once_across_builds() {
     let builder = chain(vec![rest.into()], &clock);
     let price = key("market:price:BTC");
 
-    builder.build([price.clone()]).await.expect("first build");
-    builder
-        .cache()
-        .invalidate(&price)
-        .await
-        .expect("invalidate");
-    let second = builder.build([price.clone()]).await.expect("second build");
+    let second = build_after_invalidation(&builder, &price).await;
 
     assert_eq!(supports_calls.load(Ordering::SeqCst), 1);
     assert!(
@@ -212,13 +261,7 @@ async fn b5_5_without_support_cache_calls_supports_every_time() {
     let builder = chain(vec![rest.into()], &clock);
     let price = key("market:price:BTC");
 
-    builder.build([price.clone()]).await.expect("first build");
-    builder
-        .cache()
-        .invalidate(&price)
-        .await
-        .expect("invalidate");
-    let second = builder.build([price]).await.expect("second build");
+    let second = build_after_invalidation(&builder, &price).await;
 
     assert_eq!(supports_calls.load(Ordering::SeqCst), 2);
     assert_eq!(
@@ -269,13 +312,8 @@ async fn b5_7_panicking_supports_counts_as_unsupported_and_lower_sources_are_tri
         .with_priority(10)
         .with_supports(|_key: &ResourceKey| panic!("supports exploded"));
     let fallback = constant("fallback", 2, &log).with_priority(1);
-    let builder = chain(vec![primary.into(), fallback.into()], &clock);
-    let price = key("market:price:BTC");
-
-    let snapshot = builder
-        .build([price.clone()])
-        .await
-        .expect("fallback resolves");
+    let (builder, price, snapshot) =
+        resolve_btc(vec![primary.into(), fallback.into()], &clock).await;
 
     assert_resolved_by(&snapshot, &price, 2, "fallback");
     assert_eq!(entries(&log), vec!["fallback:market:price:BTC"]);
@@ -643,11 +681,7 @@ async fn b5_14_stale_candidates_beyond_max_stale_or_with_stale_on_error_off_fail
 async fn b5_15_non_strict_build_returns_partial_snapshot() {
     let clock = manual_clock();
     let log = new_log();
-    let rest = constant("rest", 10, &log).with_supports(|k: &ResourceKey| k.name() == "price");
-    let accounts = failing("accounts", &log).with_supports(|k: &ResourceKey| k.name() == "account");
-    let builder = chain(vec![rest.into(), accounts.into()], &clock);
-    let price = key("market:price:BTC");
-    let account = key("user:account:alice");
+    let (builder, price, account) = prices_and_failing_accounts(&clock, &log);
 
     let snapshot = builder
         .build_with([price.clone(), account.clone()], non_strict())
@@ -665,11 +699,7 @@ async fn b5_15_non_strict_build_returns_partial_snapshot() {
 async fn b5_16_strict_build_raises_build_error_with_failed_key_and_partial_snapshot() {
     let clock = manual_clock();
     let log = new_log();
-    let rest = constant("rest", 10, &log).with_supports(|k: &ResourceKey| k.name() == "price");
-    let accounts = failing("accounts", &log).with_supports(|k: &ResourceKey| k.name() == "account");
-    let builder = chain(vec![rest.into(), accounts.into()], &clock);
-    let price = key("market:price:BTC");
-    let account = key("user:account:alice");
+    let (builder, price, account) = prices_and_failing_accounts(&clock, &log);
 
     let error = builder
         .build([price.clone(), account.clone()])
@@ -1301,20 +1331,10 @@ async fn b5_33_cache_read_failure_fails_the_build_with_the_cache_error_itself() 
 async fn b5_34_synchronous_fetchers_run_on_the_blocking_pool() {
     let clock = manual_clock();
     let caller = std::thread::current().id();
-    let single_thread: Arc<Mutex<Option<ThreadId>>> = Arc::default();
-    let batch_thread: Arc<Mutex<Option<ThreadId>>> = Arc::default();
-    let seen = Arc::clone(&single_thread);
-    let single = FnSource::sync("single", move |_key: &ResourceKey, _ctx: &FetchContext| {
-        *seen.lock().expect("lock") = Some(std::thread::current().id());
-        Ok(SourceOutput::new(1_u64))
-    })
-    .with_supports(|k: &ResourceKey| k.name() == "price");
-    let seen = Arc::clone(&batch_thread);
-    let batch = FnBatchSource::sync("batch", move |keys: &[ResourceKey], _ctx: &FetchContext| {
-        *seen.lock().expect("lock") = Some(std::thread::current().id());
-        all_ones(keys)
-    })
-    .with_supports(|k: &ResourceKey| k.name() == "mark");
+    let single_thread = ThreadSlot::default();
+    let batch_thread = ThreadSlot::default();
+    let single = sync_single(&single_thread);
+    let batch = sync_batch(&batch_thread);
     let builder = chain(vec![single.into(), batch.into()], &clock);
 
     let snapshot = builder
@@ -1345,22 +1365,10 @@ async fn b5_34_synchronous_fetchers_run_on_the_blocking_pool() {
 async fn b5_35_inline_synchronous_fetchers_run_on_the_caller_thread() {
     let clock = manual_clock();
     let caller = std::thread::current().id();
-    let single_thread: Arc<Mutex<Option<ThreadId>>> = Arc::default();
-    let batch_thread: Arc<Mutex<Option<ThreadId>>> = Arc::default();
-    let seen = Arc::clone(&single_thread);
-    let single = FnSource::sync("single", move |_key: &ResourceKey, _ctx: &FetchContext| {
-        *seen.lock().expect("lock") = Some(std::thread::current().id());
-        Ok(SourceOutput::new(1_u64))
-    })
-    .inline()
-    .with_supports(|k: &ResourceKey| k.name() == "price");
-    let seen = Arc::clone(&batch_thread);
-    let batch = FnBatchSource::sync("batch", move |keys: &[ResourceKey], _ctx: &FetchContext| {
-        *seen.lock().expect("lock") = Some(std::thread::current().id());
-        all_ones(keys)
-    })
-    .inline()
-    .with_supports(|k: &ResourceKey| k.name() == "mark");
+    let single_thread = ThreadSlot::default();
+    let batch_thread = ThreadSlot::default();
+    let single = sync_single(&single_thread).inline();
+    let batch = sync_batch(&batch_thread).inline();
     let builder = chain(vec![single.into(), batch.into()], &clock);
 
     builder
@@ -1476,13 +1484,8 @@ async fn panicking_primary_falls_back_to_the_next_source() {
     )
     .with_priority(10);
     let fallback = constant("fallback", 9, &log).with_priority(1);
-    let builder = chain(vec![primary.into(), fallback.into()], &clock);
-    let price = key("market:price:BTC");
-
-    let snapshot = builder
-        .build([price.clone()])
-        .await
-        .expect("fallback resolves");
+    let (_builder, price, snapshot) =
+        resolve_btc(vec![primary.into(), fallback.into()], &clock).await;
 
     assert_eq!(snapshot.get(&price).expect("value").source(), "fallback");
     assert_eq!(*snapshot.value::<u64>(&price).expect("value"), 9);
