@@ -102,6 +102,42 @@ fn close_to(actual: f64, expected: f64) -> bool {
     (actual - expected).abs() < 1e-9
 }
 
+/// The one event named `name` that `sink` recorded.
+fn single_event(sink: &RecordingSink, name: &str) -> Event {
+    let mut events = sink.events_named(name);
+    assert_eq!(events.len(), 1, "{events:?}");
+    events.remove(0)
+}
+
+/// Asserts that `event` is about the price key at `source` and carries
+/// exactly `source`, `resource` and `fields`.
+fn assert_price_event(event: &Event, source: &str, fields: &[&str]) {
+    let mut names = BTreeSet::from(["source", "resource"]);
+    names.extend(fields);
+    assert_eq!(field_names(event), names);
+    assert_eq!(text(event, "source"), source);
+    assert_eq!(text(event, "resource"), price().to_string());
+}
+
+/// Asserts that `event` weighs the 1 s transport timeout of the `blocking`
+/// source's call for the price key against `budget` seconds, carrying the
+/// budget fields and `extra` ones.
+fn assert_budget_event(event: &Event, budget: f64, extra: &[&str]) {
+    let fields = ["transport_timeout_seconds", "available_budget_seconds"];
+    assert_price_event(event, "blocking", &[&fields[..], extra].concat());
+    assert!(close_to(number(event, "transport_timeout_seconds"), 1.0));
+    assert!(close_to(number(event, "available_budget_seconds"), budget));
+}
+
+/// Asserts that every series of `metric` in `sink` is labelled by exactly
+/// `labels`.
+fn assert_label_names(sink: &RecordingSink, metric: &str, labels: &[&str]) {
+    for series in sink.metric_labels(metric) {
+        let names: BTreeSet<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, labels.iter().copied().collect::<BTreeSet<&str>>());
+    }
+}
+
 /// The single failure of `key` in a lenient snapshot: `(error_type, message)`.
 fn only_failure(snapshot: &Snapshot, k: &ResourceKey) -> (String, String) {
     let error = snapshot
@@ -565,26 +601,13 @@ async fn short_deadline_rejects_a_blocking_call_before_it_starts() {
         ),
         1
     );
-    for labels in sink.metric_labels("source_transport_budget_rejection_total") {
-        let names: BTreeSet<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, BTreeSet::from(["reason", "source"]));
-    }
-    let events = sink.events_named("source_transport_budget_rejected");
-    assert_eq!(events.len(), 1, "{events:?}");
-    let event = &events[0];
-    assert_eq!(
-        field_names(event),
-        BTreeSet::from([
-            "source",
-            "resource",
-            "transport_timeout_seconds",
-            "available_budget_seconds",
-        ])
+    assert_label_names(
+        &sink,
+        "source_transport_budget_rejection_total",
+        &["reason", "source"],
     );
-    assert_eq!(text(event, "source"), "blocking");
-    assert_eq!(text(event, "resource"), price().to_string());
-    assert!(close_to(number(event, "transport_timeout_seconds"), 1.0));
-    assert!(close_to(number(event, "available_budget_seconds"), 0.1));
+    let event = single_event(&sink, "source_transport_budget_rejected");
+    assert_budget_event(&event, 0.1, &[]);
     assert!(sink
         .events_named("source_dispatch_under_deadline_pressure")
         .is_empty());
@@ -696,30 +719,18 @@ async fn dispatch_grace_allows_the_call_and_emits_one_pressure_event() {
 
     assert_eq!(counted(&calls), 1);
     assert_eq!(snapshot.value::<String>(&price()).expect("a value"), "ok");
-    let events = sink.events_named("source_dispatch_under_deadline_pressure");
-    assert_eq!(events.len(), 1, "{events:?}");
-    let event = &events[0];
-    assert_eq!(
-        field_names(event),
-        BTreeSet::from([
-            "source",
-            "resource",
-            "transport_timeout_seconds",
-            "available_budget_seconds",
-            "deadline_dispatch_grace_seconds",
-            "gap_seconds",
-        ])
+    let event = single_event(&sink, "source_dispatch_under_deadline_pressure");
+    assert_budget_event(
+        &event,
+        0.5,
+        &["deadline_dispatch_grace_seconds", "gap_seconds"],
     );
-    assert_eq!(text(event, "source"), "blocking");
-    assert_eq!(text(event, "resource"), price().to_string());
-    assert!(close_to(number(event, "transport_timeout_seconds"), 1.0));
-    assert!(close_to(number(event, "available_budget_seconds"), 0.5));
     assert!(close_to(
-        number(event, "deadline_dispatch_grace_seconds"),
+        number(&event, "deadline_dispatch_grace_seconds"),
         0.6
     ));
-    assert!(number(event, "gap_seconds") > 0.0);
-    assert!(close_to(number(event, "gap_seconds"), 0.5));
+    assert!(number(&event, "gap_seconds") > 0.0);
+    assert!(close_to(number(&event, "gap_seconds"), 0.5));
     assert!(sink
         .events_named("source_transport_budget_rejected")
         .is_empty());
@@ -876,22 +887,17 @@ async fn run_held(
 }
 
 fn assert_violation_event(run: &Run, outcome: &str, elapsed: f64, grace: f64) {
-    let events = run.sink.events_named("source_transport_timeout_violated");
-    assert_eq!(events.len(), 1, "{events:?}");
-    let event = &events[0];
-    assert_eq!(
-        field_names(event),
-        BTreeSet::from([
-            "source",
-            "resource",
+    let event = &single_event(&run.sink, "source_transport_timeout_violated");
+    assert_price_event(
+        event,
+        "slow-transport",
+        &[
             "outcome",
             "declared_transport_timeout_seconds",
             "observed_elapsed_seconds",
             "grace_seconds",
-        ])
+        ],
     );
-    assert_eq!(text(event, "source"), "slow-transport");
-    assert_eq!(text(event, "resource"), price().to_string());
     assert_eq!(text(event, "outcome"), outcome);
     assert!(close_to(
         number(event, "declared_transport_timeout_seconds"),
@@ -915,13 +921,11 @@ fn assert_violation_event(run: &Run, outcome: &str, elapsed: f64, grace: f64) {
             .counter("source_transport_timeout_violation_total", &[]),
         1
     );
-    for labels in run
-        .sink
-        .metric_labels("source_transport_timeout_violation_total")
-    {
-        let names: BTreeSet<&str> = labels.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, BTreeSet::from(["outcome", "source"]));
-    }
+    assert_label_names(
+        &run.sink,
+        "source_transport_timeout_violation_total",
+        &["outcome", "source"],
+    );
 }
 
 /// B11.27, B11.28: a protected call that returns after its transport
