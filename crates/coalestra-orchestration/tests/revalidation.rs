@@ -9,8 +9,7 @@
 //!
 //! Consistency and acceptance on revalidation live in `contracts.rs`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra_cache::PublishOptions;
@@ -26,8 +25,8 @@ use coalestra_test::{key, MockHandle, MockSource, RecordingSink};
 
 mod support;
 use support::{
-    a, b, chain_deriver, chained, doubled, long_ttl, raw, recording, single_attempt_config,
-    HANG_GUARD,
+    a, b, chain_deriver, chained, doubled, long_ttl, numbered, raw, recording,
+    single_attempt_config, Calls, HANG_GUARD,
 };
 
 fn unrelated() -> ResourceKey {
@@ -46,47 +45,6 @@ fn force() -> RevalidateOptions {
 
 fn lenient_force() -> RevalidateOptions {
     force().strict(false)
-}
-
-/// Calls per rendered key, and the snapshot id each call saw.
-#[derive(Default)]
-struct CallLog {
-    per_key: HashMap<String, usize>,
-    ids: Vec<String>,
-}
-
-#[derive(Clone, Default)]
-struct Calls(Arc<Mutex<CallLog>>);
-
-impl Calls {
-    fn bump(&self, key: &ResourceKey, id: &str) -> usize {
-        let mut log = self.0.lock().expect("calls lock");
-        log.ids.push(id.to_owned());
-        let n = log.per_key.entry(key.to_string()).or_default();
-        *n += 1;
-        *n
-    }
-    fn of(&self, key: &ResourceKey) -> usize {
-        self.0
-            .lock()
-            .expect("calls lock")
-            .per_key
-            .get(&key.to_string())
-            .copied()
-            .unwrap_or(0)
-    }
-    fn ids(&self) -> Vec<String> {
-        self.0.lock().expect("calls lock").ids.clone()
-    }
-}
-
-/// A source answering `"<subject>-<n>"` on its n-th call for a key.
-fn numbered(name: &str, calls: &Calls) -> FnSource {
-    let calls = calls.clone();
-    FnSource::new(name, move |key: ResourceKey, ctx: FetchContext| {
-        let n = calls.bump(&key, &ctx.snapshot_id);
-        async move { Ok(SourceOutput::new(format!("{}-{n}", key.subject()))) }
-    })
 }
 
 fn numbered_builder(clock: &ManualClock) -> (SnapshotBuilder, Calls) {
@@ -135,6 +93,22 @@ fn chain_builder(
     }
     let builder = config.build().expect("valid builder");
     (builder, raw_handle, derive_handle)
+}
+
+/// A builder over the mock `source` on a manual clock at 1000 s, with the
+/// source's handle, a session and the snapshot of its stage resolving `keys`.
+async fn mock_session(
+    source: MockSource,
+    keys: Vec<ResourceKey>,
+) -> (SnapshotBuilder, MockHandle, SnapshotSession, Snapshot) {
+    let clock = ManualClock::new(1_000.0);
+    let handle = source.handle();
+    let builder = config(vec![source.into()], &clock)
+        .build()
+        .expect("valid builder");
+    let session = builder.session(SessionOptions::new()).expect("session");
+    let resolved = resolved(&session, keys).await;
+    (builder, handle, session, resolved)
 }
 
 async fn resolved(session: &SnapshotSession, keys: Vec<ResourceKey>) -> Snapshot {
@@ -446,14 +420,8 @@ async fn b13_10_a_failed_lenient_revalidation_returns_errors_but_keeps_the_sessi
 // B13.11
 #[tokio::test(start_paused = true)]
 async fn b13_11_a_failed_strict_revalidation_raises_with_the_retained_snapshot() {
-    let clock = ManualClock::new(1_000.0);
-    let source = MockSource::new("rest").value(a(), 7_u64);
-    let handle = source.handle();
-    let builder = config(vec![source.into()], &clock)
-        .build()
-        .expect("valid builder");
-    let session = builder.session(SessionOptions::new()).expect("session");
-    let before = resolved(&session, vec![a()]).await;
+    let (_builder, handle, session, before) =
+        mock_session(MockSource::new("rest").value(a(), 7_u64), vec![a()]).await;
     handle
         .script()
         .always_fail(a(), SourceError::unavailable("rest is down"));
@@ -476,14 +444,11 @@ async fn b13_11_a_failed_strict_revalidation_raises_with_the_retained_snapshot()
 
 #[tokio::test(start_paused = true)]
 async fn one_failing_key_keeps_every_key_of_the_revalidation() {
-    let clock = ManualClock::new(1_000.0);
-    let source = MockSource::new("rest").value(a(), 1_u64).value(b(), 1_u64);
-    let handle = source.handle();
-    let builder = config(vec![source.into()], &clock)
-        .build()
-        .expect("valid builder");
-    let session = builder.session(SessionOptions::new()).expect("session");
-    let before = resolved(&session, vec![a(), b()]).await;
+    let (_builder, handle, session, before) = mock_session(
+        MockSource::new("rest").value(a(), 1_u64).value(b(), 1_u64),
+        vec![a(), b()],
+    )
+    .await;
     handle.script().value(a(), 2_u64);
     handle
         .script()
@@ -626,14 +591,8 @@ async fn b13_12_revalidating_unresolved_keys_is_rejected_before_any_work() {
 // B13.19
 #[tokio::test(start_paused = true)]
 async fn b13_19_health_counts_revalidation_attempts_and_failures() {
-    let clock = ManualClock::new(1_000.0);
-    let source = MockSource::new("rest").value(a(), 1_u64);
-    let handle = source.handle();
-    let builder = config(vec![source.into()], &clock)
-        .build()
-        .expect("valid builder");
-    let session = builder.session(SessionOptions::new()).expect("session");
-    resolved(&session, vec![a()]).await;
+    let (builder, handle, session, _) =
+        mock_session(MockSource::new("rest").value(a(), 1_u64), vec![a()]).await;
     let counts = |b: &SnapshotBuilder| {
         let h = b.health();
         (h.revalidation_attempt_count, h.revalidation_failure_count)
@@ -725,14 +684,9 @@ async fn b13_20_resolve_and_revalidate_report_metrics_and_events() {
 // B13.21
 #[tokio::test(start_paused = true)]
 async fn b13_21_close_waits_for_a_running_revalidation() {
-    let clock = ManualClock::new(1_000.0);
-    let source = MockSource::new("rest").value(a(), 1_u64);
-    let handle = source.handle();
-    let builder = config(vec![source.into()], &clock)
-        .build()
-        .expect("valid builder");
-    let session = Arc::new(builder.session(SessionOptions::new()).expect("session"));
-    resolved(&session, vec![a()]).await;
+    let (_builder, handle, session, _) =
+        mock_session(MockSource::new("rest").value(a(), 1_u64), vec![a()]).await;
+    let session = Arc::new(session);
     handle.script().value(a(), 2_u64);
     let gate = handle.gate();
 

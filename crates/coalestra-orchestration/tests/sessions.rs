@@ -9,7 +9,6 @@
 //! Revalidation lives in `revalidation.rs`, request contracts in
 //! `contracts.rs`, the `try_*` API in `degradation.rs`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,45 +25,12 @@ use coalestra_test::{MockHandle, MockSource};
 
 mod support;
 use support::{
-    a, b, chain_deriver, chained, doubled, long_ttl, raw, single_attempt_config as config,
-    HANG_GUARD,
+    a, b, chain_deriver, chained, doubled, long_ttl, numbered, raw,
+    single_attempt_config as config, Calls, HANG_GUARD,
 };
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// Calls per rendered key.
-#[derive(Clone, Default)]
-struct Calls(Arc<Mutex<HashMap<String, usize>>>);
-
-impl Calls {
-    fn bump(&self, key: &ResourceKey) -> usize {
-        let mut calls = self.0.lock().expect("calls lock");
-        let n = calls.entry(key.to_string()).or_default();
-        *n += 1;
-        *n
-    }
-    fn of(&self, key: &ResourceKey) -> usize {
-        self.0
-            .lock()
-            .expect("calls lock")
-            .get(&key.to_string())
-            .copied()
-            .unwrap_or(0)
-    }
-    fn total(&self) -> usize {
-        self.0.lock().expect("calls lock").values().sum()
-    }
-}
-
-/// A source answering `"<subject>-<n>"` on its n-th call for a key.
-fn numbered(name: &str, calls: &Calls) -> FnSource {
-    let calls = calls.clone();
-    FnSource::new(name, move |key: ResourceKey, _ctx: FetchContext| {
-        let n = calls.bump(&key);
-        async move { Ok(SourceOutput::new(format!("{}-{n}", key.subject()))) }
-    })
 }
 
 fn text<'a>(snapshot: &'a Snapshot, key: &ResourceKey) -> &'a str {
@@ -219,8 +185,8 @@ async fn later_stages_derive_from_values_pinned_by_earlier_stages() {
 /// A source answering 99, or failing while `down` is set.
 fn switchable(down: &Arc<AtomicBool>, calls: &Calls) -> FnSource {
     let (down, calls) = (Arc::clone(down), calls.clone());
-    FnSource::new("rest", move |key: ResourceKey, _ctx: FetchContext| {
-        calls.bump(&key);
+    FnSource::new("rest", move |key: ResourceKey, ctx: FetchContext| {
+        calls.bump(&key, &ctx);
         let failing = down.load(Ordering::SeqCst);
         async move {
             if failing {
@@ -591,7 +557,7 @@ type Seen = Arc<Mutex<Vec<(String, String, Option<std::time::Instant>)>>>;
 fn slow_recording(seen: &Seen, calls: &Calls) -> FnSource {
     let (seen, calls) = (Arc::clone(seen), calls.clone());
     FnSource::new("rest", move |key: ResourceKey, ctx: FetchContext| {
-        calls.bump(&key);
+        calls.bump(&key, &ctx);
         seen.lock().expect("lock").push((
             key.subject().to_owned(),
             ctx.snapshot_id.to_string(),

@@ -7,13 +7,15 @@
 //! it, hence the one `dead_code` allowance.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use coalestra_core::{
-    BuildOptions, CircuitBreakerPolicy, FreshnessPolicy, ManualClock, ResiliencePolicy,
-    ResourceError, ResourceKey, RetryPolicy, Snapshot, SourceError, SourceOutput, SourceRef,
+    BuildOptions, CircuitBreakerPolicy, FetchContext, FnSource, FreshnessPolicy, ManualClock,
+    ResiliencePolicy, ResourceError, ResourceKey, RetryPolicy, Snapshot, SourceError, SourceOutput,
+    SourceRef,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
 use coalestra_test::{key, MockDerivedSource, RecordingSink};
@@ -268,6 +270,59 @@ pub type Batches = Arc<Mutex<Vec<Vec<ResourceKey>>>>;
 /// Every batch call recorded in `batches` so far.
 pub fn batch_calls(batches: &Batches) -> Vec<Vec<ResourceKey>> {
     batches.lock().expect("batch log poisoned").clone()
+}
+
+/// Calls per rendered key, and the snapshot id each call saw.
+#[derive(Default)]
+struct CallLog {
+    per_key: HashMap<String, usize>,
+    ids: Vec<String>,
+}
+
+/// Source calls counted per key, shared with test sources such as
+/// [`numbered`].
+#[derive(Clone, Default)]
+pub struct Calls(Arc<Mutex<CallLog>>);
+
+impl Calls {
+    /// Counts a call for `key` made with `ctx`: the call's number for `key`.
+    pub fn bump(&self, key: &ResourceKey, ctx: &FetchContext) -> usize {
+        let mut log = self.0.lock().expect("calls lock");
+        log.ids.push(ctx.snapshot_id.to_string());
+        let n = log.per_key.entry(key.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// The calls counted for `key`.
+    pub fn of(&self, key: &ResourceKey) -> usize {
+        self.0
+            .lock()
+            .expect("calls lock")
+            .per_key
+            .get(&key.to_string())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The calls counted for every key.
+    pub fn total(&self) -> usize {
+        self.0.lock().expect("calls lock").per_key.values().sum()
+    }
+
+    /// The snapshot id of every call, in call order.
+    pub fn ids(&self) -> Vec<String> {
+        self.0.lock().expect("calls lock").ids.clone()
+    }
+}
+
+/// A source answering `"<subject>-<n>"` on its n-th call for a key.
+pub fn numbered(name: &str, calls: &Calls) -> FnSource {
+    let calls = calls.clone();
+    FnSource::new(name, move |key: ResourceKey, ctx: FetchContext| {
+        let n = calls.bump(&key, &ctx);
+        async move { Ok(SourceOutput::new(format!("{}-{n}", key.subject()))) }
+    })
 }
 
 /// A call counter at zero, shared with a test source.
