@@ -92,6 +92,30 @@ fn plus_one(v: u64) -> u64 {
     v + 1
 }
 
+/// A builder over [`graph_source`] alone, with the default configuration.
+fn graph_builder(
+    edges: Vec<(ResourceKey, Vec<ResourceKey>)>,
+    derivations: Arc<AtomicUsize>,
+) -> SnapshotBuilder {
+    SnapshotBuilder::builder([graph_source(edges, derivations).into()])
+        .build()
+        .expect("valid builder")
+}
+
+/// The edges of the cycle `a -> b -> a`.
+fn two_cycle(a: &ResourceKey, b: &ResourceKey) -> Vec<(ResourceKey, Vec<ResourceKey>)> {
+    vec![(a.clone(), vec![b.clone()]), (b.clone(), vec![a.clone()])]
+}
+
+/// A builder over `sources` on `clock`, values fresh for ten minutes.
+fn long_lived(sources: Vec<SourceRef>, clock: &ManualClock) -> SnapshotBuilder {
+    SnapshotBuilder::builder(sources)
+        .clock(Arc::new(clock.clone()))
+        .default_policy(long_ttl())
+        .build()
+        .expect("valid builder")
+}
+
 /// A derived source (no other source) where every key of `edges` depends on
 /// the listed keys; deriving sums the dependencies.
 fn graph_source(
@@ -402,13 +426,7 @@ async fn direct_dependency_cycle_is_reported_without_deadlock() {
     let a = key("cyc:a:x");
     let b = key("cyc:b:x");
     let derivations = counter();
-    let builder = SnapshotBuilder::builder([graph_source(
-        vec![(a.clone(), vec![b.clone()]), (b.clone(), vec![a.clone()])],
-        Arc::clone(&derivations),
-    )
-    .into()])
-    .build()
-    .expect("valid builder");
+    let builder = graph_builder(two_cycle(&a, &b), Arc::clone(&derivations));
 
     let snapshot = build_lenient(&builder, std::slice::from_ref(&a), BuildOptions::new()).await;
     assert_cycle_error(&snapshot, &a);
@@ -428,13 +446,7 @@ async fn direct_dependency_cycle_is_reported_without_deadlock() {
 async fn self_dependency_is_a_cycle() {
     let a = key("cyc:self:x");
     let derivations = counter();
-    let builder = SnapshotBuilder::builder([graph_source(
-        vec![(a.clone(), vec![a.clone()])],
-        Arc::clone(&derivations),
-    )
-    .into()])
-    .build()
-    .expect("valid builder");
+    let builder = graph_builder(vec![(a.clone(), vec![a.clone()])], Arc::clone(&derivations));
 
     let snapshot = build_lenient(&builder, std::slice::from_ref(&a), BuildOptions::new()).await;
     assert_cycle_error(&snapshot, &a);
@@ -447,17 +459,14 @@ async fn indirect_three_key_cycle_is_reported_without_deadlock() {
     let a = key("cyc:a:x");
     let b = key("cyc:b:x");
     let c = key("cyc:c:x");
-    let builder = SnapshotBuilder::builder([graph_source(
+    let builder = graph_builder(
         vec![
             (a.clone(), vec![b.clone()]),
             (b.clone(), vec![c.clone()]),
             (c.clone(), vec![a.clone()]),
         ],
         counter(),
-    )
-    .into()])
-    .build()
-    .expect("valid builder");
+    );
 
     for start in [&a, &b, &c] {
         let snapshot =
@@ -480,13 +489,7 @@ async fn indirect_three_key_cycle_is_reported_without_deadlock() {
 async fn cycle_error_carries_the_cycle_path() {
     let a = key("cyc:a:x");
     let b = key("cyc:b:x");
-    let builder = SnapshotBuilder::builder([graph_source(
-        vec![(a.clone(), vec![b.clone()]), (b.clone(), vec![a.clone()])],
-        counter(),
-    )
-    .into()])
-    .build()
-    .expect("valid builder");
+    let builder = graph_builder(two_cycle(&a, &b), counter());
 
     let snapshot = build_lenient(&builder, std::slice::from_ref(&a), BuildOptions::new()).await;
     let error = snapshot.error(&a).expect("a failed");
@@ -523,11 +526,8 @@ async fn cycle_requested_together_at_top_level_finishes_with_errors() {
         Limits::Both1,
     ] {
         for request in [vec![a.clone(), b.clone()], vec![b.clone(), a.clone()]] {
-            let mut config = SnapshotBuilder::builder([graph_source(
-                vec![(a.clone(), vec![b.clone()]), (b.clone(), vec![a.clone()])],
-                counter(),
-            )
-            .into()]);
+            let mut config =
+                SnapshotBuilder::builder([graph_source(two_cycle(&a, &b), counter()).into()]);
             config = match limit {
                 Limits::Default => config,
                 Limits::Concurrency1 => config.max_concurrency(1),
@@ -562,13 +562,7 @@ async fn cycle_requested_together_at_top_level_finishes_with_errors() {
 async fn cycle_failure_uses_no_attempt_and_does_not_charge_the_circuit() {
     let a = key("cyc:a:x");
     let b = key("cyc:b:x");
-    let builder = SnapshotBuilder::builder([graph_source(
-        vec![(a.clone(), vec![b.clone()]), (b.clone(), vec![a.clone()])],
-        counter(),
-    )
-    .into()])
-    .build()
-    .expect("valid builder");
+    let builder = graph_builder(two_cycle(&a, &b), counter());
 
     // More builds than the default failure threshold (3).
     for _ in 0..5 {
@@ -639,14 +633,13 @@ async fn republish(builder: &SnapshotBuilder, clock: &ManualClock, k: ResourceKe
 async fn derived_value_is_recomputed_after_its_dependency_is_republished() {
     let clock = ManualClock::new(1_000.0);
     let derivations = counter();
-    let builder = SnapshotBuilder::builder([
-        raw_source(2, counter()).into(),
-        derived_source("a", "value_a", "raw", double, Arc::clone(&derivations)).into(),
-    ])
-    .clock(Arc::new(clock.clone()))
-    .default_policy(long_ttl())
-    .build()
-    .expect("valid builder");
+    let builder = long_lived(
+        vec![
+            raw_source(2, counter()).into(),
+            derived_source("a", "value_a", "raw", double, Arc::clone(&derivations)).into(),
+        ],
+        &clock,
+    );
 
     let first = builder.build([value_a()]).await.expect("first build");
     assert_eq!(first.value::<u64>(&value_a()).ok(), Some(&4));
@@ -672,22 +665,21 @@ async fn nested_derived_cache_recomputes_transitively() {
     let clock = ManualClock::new(1_000.0);
     let a_derivations = counter();
     let chain_derivations = counter();
-    let builder = SnapshotBuilder::builder([
-        raw_source(2, counter()).into(),
-        derived_source("a", "value_a", "raw", double, Arc::clone(&a_derivations)).into(),
-        derived_source(
-            "chain",
-            "chain",
-            "value_a",
-            plus_one,
-            Arc::clone(&chain_derivations),
-        )
-        .into(),
-    ])
-    .clock(Arc::new(clock.clone()))
-    .default_policy(long_ttl())
-    .build()
-    .expect("valid builder");
+    let builder = long_lived(
+        vec![
+            raw_source(2, counter()).into(),
+            derived_source("a", "value_a", "raw", double, Arc::clone(&a_derivations)).into(),
+            derived_source(
+                "chain",
+                "chain",
+                "value_a",
+                plus_one,
+                Arc::clone(&chain_derivations),
+            )
+            .into(),
+        ],
+        &clock,
+    );
 
     let first = builder.build([chain()]).await.expect("first build");
     assert_eq!(first.value::<u64>(&chain()).ok(), Some(&5));
@@ -771,11 +763,7 @@ async fn dependency_versions_match_the_dependencies_seen_by_the_deriver() {
         )
         .with_supports(|k| k.name() == "sum")
     };
-    let builder = SnapshotBuilder::builder([leaves.into(), derived.into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(long_ttl())
-        .build()
-        .expect("valid builder");
+    let builder = long_lived(vec![leaves.into(), derived.into()], &clock);
 
     let snapshot = builder
         .build_with(
@@ -857,11 +845,7 @@ async fn derived_observed_at_is_the_derivation_time() {
         )
         .with_supports(|k| k.name() == "implicit" || k.name() == "explicit")
     };
-    let builder = SnapshotBuilder::builder([leaves.into(), derived.into()])
-        .clock(Arc::new(clock.clone()))
-        .default_policy(long_ttl())
-        .build()
-        .expect("valid builder");
+    let builder = long_lived(vec![leaves.into(), derived.into()], &clock);
 
     let snapshot = builder
         .build([implicit.clone(), explicit.clone()])
