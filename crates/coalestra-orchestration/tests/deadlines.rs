@@ -10,19 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use coalestra_cache::MemoryCache;
 use coalestra_core::{
-    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CoalestraError,
-    FetchContext, FnSource, FreshnessPolicy, ResourceError, ResourceKey, Snapshot, SnapshotCache,
-    SourceError, SourceOptions, SourceOutput, Timestamp, WriteResult,
+    BuildOptions, CoalestraError, FetchContext, FnSource, FreshnessPolicy, ResourceError,
+    ResourceKey, Snapshot, SourceError, SourceOptions, SourceOutput, Timestamp,
 };
 use coalestra_orchestration::SnapshotBuilder;
 use coalestra_test::{key, Gate};
 use tokio::time::Instant;
 
 mod support;
-use support::{counted, counter, failure_details, single_attempt, HANG_GUARD};
+use support::{counted, counter, failure_details, single_attempt, HeldCache, HANG_GUARD};
 
 const DEADLINE: Duration = Duration::from_millis(20);
 
@@ -217,54 +214,11 @@ async fn source_timeout_shorter_than_the_deadline_is_a_source_timeout() {
     assert_eq!((source_timeouts, deadlines), (1, 0));
 }
 
-/// A memory cache whose reads and writes can be slowed down.
-#[derive(Debug)]
-struct SlowCache {
-    inner: MemoryCache,
-    read_delay: Duration,
-    write_delay: Duration,
-}
-
-#[async_trait]
-impl SnapshotCache for SlowCache {
-    async fn get_many(
-        &self,
-        reads: &[CacheRead],
-        now: Timestamp,
-    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        tokio::time::sleep(self.read_delay).await;
-        self.inner.get_many(reads, now).await
-    }
-    async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
-        tokio::time::sleep(self.write_delay).await;
-        self.inner.write_many(writes).await
-    }
-    async fn invalidate_many(&self, keys: &[ResourceKey]) -> Result<Vec<ResourceKey>, CacheError> {
-        self.inner.invalidate_many(keys).await
-    }
-    async fn invalidate_namespace(&self, namespace: &str) -> Result<Vec<ResourceKey>, CacheError> {
-        self.inner.invalidate_namespace(namespace).await
-    }
-    async fn clear(&self) -> Result<u64, CacheError> {
-        self.inner.clear().await
-    }
-    fn stats(&self) -> CacheStats {
-        self.inner.stats()
-    }
-    fn validates_dependency_versions(&self) -> bool {
-        self.inner.validates_dependency_versions()
-    }
-}
-
 // B11.2
 #[tokio::test(start_paused = true)]
 async fn deadline_during_cache_read_is_reported_per_resource() {
     let calls = counter();
-    let cache = Arc::new(SlowCache {
-        inner: MemoryCache::new(),
-        read_delay: ms(200),
-        write_delay: Duration::ZERO,
-    });
+    let cache = Arc::new(HeldCache::new().reads_after(|| tokio::time::sleep(ms(200))));
     let builder =
         SnapshotBuilder::builder([slow_source("rest", Duration::ZERO, Arc::clone(&calls)).into()])
             .cache(cache)
@@ -303,11 +257,7 @@ async fn deadline_during_cache_read_is_reported_per_resource() {
 // B11.10: cache writes are covered by the same budget.
 #[tokio::test(start_paused = true)]
 async fn slow_cache_write_cannot_hold_the_build_past_its_deadline() {
-    let cache = Arc::new(SlowCache {
-        inner: MemoryCache::new(),
-        read_delay: Duration::ZERO,
-        write_delay: ms(200),
-    });
+    let cache = Arc::new(HeldCache::new().writes_after(|| tokio::time::sleep(ms(200))));
     let builder = SnapshotBuilder::builder([slow_source("rest", ms(5), counter()).into()])
         .cache(cache)
         .build()

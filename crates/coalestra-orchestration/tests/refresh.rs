@@ -7,17 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use coalestra_cache::MemoryCache;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
-    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
-    Clock, Event, FetchContext, FnSource, FreshnessPolicy, ManualClock, Metadata, Payload,
-    RefreshMode, ResiliencePolicy, ResourceKey, RetryPolicy, Snapshot, SnapshotCache,
-    SnapshotValue, SourceError, SourceOutput, Timestamp, WriteResult,
+    BuildOptions, CacheWrite, CircuitBreakerPolicy, Clock, Event, FetchContext, FnSource,
+    FreshnessPolicy, ManualClock, Metadata, Payload, RefreshMode, ResiliencePolicy, ResourceKey,
+    RetryPolicy, Snapshot, SnapshotValue, SourceError, SourceOutput, Timestamp,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
 use coalestra_test::Gate;
+
+mod support;
+use support::HeldCache;
 
 fn key(text: &str) -> ResourceKey {
     ResourceKey::parse(text).expect("test keys are valid")
@@ -694,64 +694,32 @@ async fn close_waits_for_pending_refreshes_then_builds_fail() {
     builder.close().await; // idempotent
 }
 
-/// A memory cache whose reads can be held at a gate.
-#[derive(Debug)]
-struct GatedCache {
-    inner: MemoryCache,
-    armed: AtomicBool,
-    gate: Gate,
-}
-
-#[async_trait]
-impl SnapshotCache for GatedCache {
-    async fn get_many(
-        &self,
-        reads: &[CacheRead],
-        now: Timestamp,
-    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        if self.armed.load(Ordering::SeqCst) {
-            self.gate.pass().await;
-        }
-        self.inner.get_many(reads, now).await
-    }
-    async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
-        self.inner.write_many(writes).await
-    }
-    async fn invalidate_many(&self, keys: &[ResourceKey]) -> Result<Vec<ResourceKey>, CacheError> {
-        self.inner.invalidate_many(keys).await
-    }
-    async fn invalidate_namespace(&self, namespace: &str) -> Result<Vec<ResourceKey>, CacheError> {
-        self.inner.invalidate_namespace(namespace).await
-    }
-    async fn clear(&self) -> Result<u64, CacheError> {
-        self.inner.clear().await
-    }
-    fn stats(&self) -> CacheStats {
-        self.inner.stats()
-    }
-    fn validates_dependency_versions(&self) -> bool {
-        self.inner.validates_dependency_versions()
-    }
-}
-
 // B8.13: no refresh is scheduled once the builder is closed.
 #[tokio::test(start_paused = true)]
 async fn no_refresh_is_scheduled_after_close() {
     let clock = ManualClock::new(1_000.0);
     let script = Scripted::new();
     let gate = Gate::new();
-    let cache = Arc::new(GatedCache {
-        inner: MemoryCache::new(),
-        armed: AtomicBool::new(false),
-        gate: gate.clone(),
-    });
+    let armed = Arc::new(AtomicBool::new(false));
+    // Once armed, cache reads are held at the gate.
+    let cache = Arc::new(HeldCache::new().reads_after({
+        let (armed, gate) = (Arc::clone(&armed), gate.clone());
+        move || {
+            let (armed, gate) = (Arc::clone(&armed), gate.clone());
+            async move {
+                if armed.load(Ordering::SeqCst) {
+                    gate.pass().await;
+                }
+            }
+        }
+    }));
     let builder = refresh_config(script.counting(&clock, None), &clock, swr(1, 10))
         .cache(cache.clone())
         .build()
         .expect("valid builder");
 
     cache_then_age(&builder, &clock, 2).await;
-    cache.armed.store(true, Ordering::SeqCst);
+    armed.store(true, Ordering::SeqCst);
     let in_progress = {
         let builder = builder.clone();
         tokio::spawn(async move { builder.build([price()]).await })
