@@ -86,6 +86,42 @@ fn gated_source(
     })
 }
 
+/// Builds `keys` strictly under [`DEADLINE`], failing the test when the
+/// build outlives [`HANG_GUARD`].
+async fn strict_by_deadline(
+    builder: &SnapshotBuilder,
+    keys: &[ResourceKey],
+) -> Result<Snapshot, CoalestraError> {
+    guarded(builder.build_with(keys.to_vec(), BuildOptions::new().deadline(DEADLINE))).await
+}
+
+/// [`strict_by_deadline`] for a non-strict build.
+async fn lenient_by_deadline(
+    builder: &SnapshotBuilder,
+    keys: &[ResourceKey],
+) -> Result<Snapshot, CoalestraError> {
+    let options = BuildOptions::new().deadline(DEADLINE).strict(false);
+    guarded(builder.build_with(keys.to_vec(), options)).await
+}
+
+/// Awaits `build`, failing the test when it outlives [`HANG_GUARD`].
+async fn guarded<F: std::future::Future>(build: F) -> F::Output {
+    tokio::time::timeout(HANG_GUARD, build)
+        .await
+        .expect("the build returns at its deadline")
+}
+
+/// Builds the price non-strictly under `deadline`.
+async fn lenient_within(builder: &SnapshotBuilder, deadline: Duration) -> Snapshot {
+    builder
+        .build_with(
+            [price()],
+            BuildOptions::new().deadline(deadline).strict(false),
+        )
+        .await
+        .expect("non-strict build")
+}
+
 // B11.1
 #[tokio::test(start_paused = true)]
 async fn snapshot_deadline_limits_source_resolution() {
@@ -97,12 +133,7 @@ async fn snapshot_deadline_limits_source_resolution() {
     .expect("valid builder");
 
     let start = Instant::now();
-    let result = tokio::time::timeout(
-        HANG_GUARD,
-        builder.build_with([price()], BuildOptions::new().deadline(DEADLINE)),
-    )
-    .await
-    .expect("the build returns at its deadline");
+    let result = strict_by_deadline(&builder, &[price()]).await;
     assert_elapsed(start.elapsed(), DEADLINE);
 
     let error = result.expect_err("a strict build past its deadline fails");
@@ -131,15 +162,7 @@ async fn build_returns_at_the_deadline_even_if_the_source_never_answers() {
         .expect("valid builder");
 
     let start = Instant::now();
-    let result = tokio::time::timeout(
-        HANG_GUARD,
-        builder.build_with(
-            [price()],
-            BuildOptions::new().deadline(DEADLINE).strict(false),
-        ),
-    )
-    .await
-    .expect("the build returns at its deadline");
+    let result = lenient_by_deadline(&builder, &[price()]).await;
     assert_elapsed(start.elapsed(), DEADLINE);
     let snapshot = result.expect("a non-strict build returns a snapshot");
     let failures = failure_details(snapshot_error(&snapshot, &price()));
@@ -195,15 +218,7 @@ async fn source_timeout_shorter_than_the_deadline_is_a_source_timeout() {
     .build()
     .expect("valid builder");
 
-    let snapshot = builder
-        .build_with(
-            [price()],
-            BuildOptions::new()
-                .deadline(Duration::from_secs(1))
-                .strict(false),
-        )
-        .await
-        .expect("non-strict build");
+    let snapshot = lenient_within(&builder, Duration::from_secs(1)).await;
     let failures = failure_details(snapshot_error(&snapshot, &price()));
     assert_eq!(failures[0].1, "SourceTimeoutError", "{failures:?}");
     assert!(
@@ -227,13 +242,9 @@ async fn deadline_during_cache_read_is_reported_per_resource() {
     let keys = [price(), key("market:price:ETH")];
 
     let start = Instant::now();
-    let error = tokio::time::timeout(
-        HANG_GUARD,
-        builder.build_with(keys.clone(), BuildOptions::new().deadline(DEADLINE)),
-    )
-    .await
-    .expect("the build returns at its deadline")
-    .expect_err("the cache read outlives the deadline");
+    let error = strict_by_deadline(&builder, &keys)
+        .await
+        .expect_err("the cache read outlives the deadline");
     assert_elapsed(start.elapsed(), DEADLINE);
 
     let build = error.as_build().expect("a build error");
@@ -264,12 +275,7 @@ async fn slow_cache_write_cannot_hold_the_build_past_its_deadline() {
         .expect("valid builder");
 
     let start = Instant::now();
-    let result = tokio::time::timeout(
-        HANG_GUARD,
-        builder.build_with([price()], BuildOptions::new().deadline(DEADLINE)),
-    )
-    .await
-    .expect("the build returns at its deadline");
+    let result = strict_by_deadline(&builder, &[price()]).await;
     assert!(
         start.elapsed() <= DEADLINE + ms(1),
         "elapsed {:?}",
@@ -305,15 +311,7 @@ async fn transport_timeout_is_not_misclassified_as_deadline() {
         .build()
         .expect("valid builder");
 
-    let snapshot = builder
-        .build_with(
-            [price()],
-            BuildOptions::new()
-                .deadline(Duration::from_secs(1))
-                .strict(false),
-        )
-        .await
-        .expect("non-strict build");
+    let snapshot = lenient_within(&builder, Duration::from_secs(1)).await;
     let error = snapshot_error(&snapshot, &price());
     let failures = failure_details(error);
     assert_eq!(failures[0].0, "transport");
@@ -359,16 +357,9 @@ async fn deadline_bounds_capacity_waits() {
     gate.wait_for_arrivals(1).await;
 
     let start = Instant::now();
-    let snapshot = tokio::time::timeout(
-        HANG_GUARD,
-        builder.build_with(
-            [other.clone()],
-            BuildOptions::new().deadline(DEADLINE).strict(false),
-        ),
-    )
-    .await
-    .expect("the waiting build returns at its deadline")
-    .expect("non-strict build");
+    let snapshot = lenient_by_deadline(&builder, &[other.clone()])
+        .await
+        .expect("non-strict build");
     assert_elapsed(start.elapsed(), DEADLINE);
     let failures = failure_details(snapshot_error(&snapshot, &other));
     assert!(!failures.is_empty());
@@ -447,13 +438,9 @@ async fn deadline_bounds_waiting_for_a_shared_fetch() {
     gate.wait_for_arrivals(1).await;
 
     let start = Instant::now();
-    let error = tokio::time::timeout(
-        HANG_GUARD,
-        builder.build_with([price()], BuildOptions::new().deadline(DEADLINE)),
-    )
-    .await
-    .expect("the joined build returns at its deadline")
-    .expect_err("the shared fetch outlives the deadline");
+    let error = strict_by_deadline(&builder, &[price()])
+        .await
+        .expect_err("the shared fetch outlives the deadline");
     assert_elapsed(start.elapsed(), DEADLINE);
     let failures = failure_details(resource_error(&error, &price()));
     assert_eq!(
@@ -555,13 +542,7 @@ async fn deadline_is_rechecked_after_the_source_returns() {
     .build()
     .expect("valid builder");
 
-    let snapshot = builder
-        .build_with(
-            [price()],
-            BuildOptions::new().deadline(ms(50)).strict(false),
-        )
-        .await
-        .expect("non-strict build");
+    let snapshot = lenient_within(&builder, ms(50)).await;
     let error = snapshot_error(&snapshot, &price());
     let failures = failure_details(error);
     assert!(
