@@ -357,7 +357,7 @@ async fn deadline_bounds_capacity_waits() {
     gate.wait_for_arrivals(1).await;
 
     let start = Instant::now();
-    let snapshot = lenient_by_deadline(&builder, &[other.clone()])
+    let snapshot = lenient_by_deadline(&builder, std::slice::from_ref(&other))
         .await
         .expect("non-strict build");
     assert_elapsed(start.elapsed(), DEADLINE);
