@@ -104,6 +104,14 @@ async fn lenient_by_deadline(
     guarded(builder.build_with(keys.to_vec(), options)).await
 }
 
+/// Awaits `build`, asserting that it returns at [`DEADLINE`].
+async fn at_the_deadline<F: std::future::Future>(build: F) -> F::Output {
+    let start = Instant::now();
+    let output = build.await;
+    assert_elapsed(start.elapsed(), DEADLINE);
+    output
+}
+
 /// Awaits `build`, failing the test when it outlives [`HANG_GUARD`].
 async fn guarded<F: std::future::Future>(build: F) -> F::Output {
     tokio::time::timeout(HANG_GUARD, build)
@@ -132,9 +140,7 @@ async fn snapshot_deadline_limits_source_resolution() {
     .build()
     .expect("valid builder");
 
-    let start = Instant::now();
-    let result = strict_by_deadline(&builder, &[price()]).await;
-    assert_elapsed(start.elapsed(), DEADLINE);
+    let result = at_the_deadline(strict_by_deadline(&builder, &[price()])).await;
 
     let error = result.expect_err("a strict build past its deadline fails");
     let build = error.as_build().expect("a build error");
@@ -161,9 +167,7 @@ async fn build_returns_at_the_deadline_even_if_the_source_never_answers() {
         .build()
         .expect("valid builder");
 
-    let start = Instant::now();
-    let result = lenient_by_deadline(&builder, &[price()]).await;
-    assert_elapsed(start.elapsed(), DEADLINE);
+    let result = at_the_deadline(lenient_by_deadline(&builder, &[price()])).await;
     let snapshot = result.expect("a non-strict build returns a snapshot");
     let failures = failure_details(snapshot_error(&snapshot, &price()));
     assert_eq!(
@@ -241,11 +245,9 @@ async fn deadline_during_cache_read_is_reported_per_resource() {
             .expect("valid builder");
     let keys = [price(), key("market:price:ETH")];
 
-    let start = Instant::now();
-    let error = strict_by_deadline(&builder, &keys)
+    let error = at_the_deadline(strict_by_deadline(&builder, &keys))
         .await
         .expect_err("the cache read outlives the deadline");
-    assert_elapsed(start.elapsed(), DEADLINE);
 
     let build = error.as_build().expect("a build error");
     assert!(
@@ -356,11 +358,9 @@ async fn deadline_bounds_capacity_waits() {
     };
     gate.wait_for_arrivals(1).await;
 
-    let start = Instant::now();
-    let snapshot = lenient_by_deadline(&builder, std::slice::from_ref(&other))
+    let snapshot = at_the_deadline(lenient_by_deadline(&builder, std::slice::from_ref(&other)))
         .await
         .expect("non-strict build");
-    assert_elapsed(start.elapsed(), DEADLINE);
     let failures = failure_details(snapshot_error(&snapshot, &other));
     assert!(!failures.is_empty());
     assert_eq!(
@@ -437,11 +437,9 @@ async fn deadline_bounds_waiting_for_a_shared_fetch() {
     };
     gate.wait_for_arrivals(1).await;
 
-    let start = Instant::now();
-    let error = strict_by_deadline(&builder, &[price()])
+    let error = at_the_deadline(strict_by_deadline(&builder, &[price()]))
         .await
         .expect_err("the shared fetch outlives the deadline");
-    assert_elapsed(start.elapsed(), DEADLINE);
     let failures = failure_details(resource_error(&error, &price()));
     assert_eq!(
         failures[0].1, "SnapshotDeadlineExceededError",
