@@ -113,17 +113,7 @@ impl KeyPositions {
     /// `Ok(tag)` for a matching entry, or `Err(bucket)`: the free bucket
     /// where the key would go.
     #[inline]
-    fn probe(&self, check: u32, is_key: impl FnMut(u32) -> bool) -> Result<u32, usize> {
-        self.probe_position(check, is_key)
-            .map(|at| tag_bits(self.entries[at]))
-    }
-
-    #[inline]
-    fn probe_position(
-        &self,
-        check: u32,
-        mut is_key: impl FnMut(u32) -> bool,
-    ) -> Result<usize, usize> {
+    fn probe(&self, check: u32, mut is_key: impl FnMut(u32) -> bool) -> Result<u32, usize> {
         let mask = self.entries.len() - 1;
         let mut at = check as usize & mask;
         loop {
@@ -132,12 +122,13 @@ impl KeyPositions {
                 return Err(at);
             }
             if check_bits(entry) == check && is_key(tag_bits(entry)) {
-                return Ok(at);
+                return Ok(tag_bits(entry));
             }
             at = (at + 1) & mask;
         }
     }
 
+    /// The free bucket where an entry with `check` goes.
     fn free_bucket(&self, check: u32) -> usize {
         let mask = self.entries.len() - 1;
         let mut at = check as usize & mask;

@@ -23,7 +23,7 @@ struct SnapshotInner {
     metadata: Metadata,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Slot {
     Value(usize),
     Error(usize),
@@ -57,19 +57,26 @@ const SCAN_LIMIT: usize = 8;
 /// Entries beyond this many cannot be tagged: such a snapshot is scanned.
 const INDEX_LIMIT: usize = (MAX_TAG >> 1) as usize;
 
-impl SnapshotInner {
-    fn key_at(&self, slot: Slot) -> Option<&ResourceKey> {
-        match slot {
-            Slot::Value(i) => self.values.get(i).map(SnapshotValue::key),
-            Slot::Error(i) => self.errors.get(i).map(ResourceError::key),
-        }
-    }
+/// Whether the entry an index tag points at belongs to `key`.
+fn tag_is_key(
+    values: &[SnapshotValue],
+    errors: &[ResourceError],
+    tag: u32,
+    key: &ResourceKey,
+) -> bool {
+    let found = match Slot::from_tag(tag) {
+        Slot::Value(i) => values.get(i).map(SnapshotValue::key),
+        Slot::Error(i) => errors.get(i).map(ResourceError::key),
+    };
+    found == Some(key)
+}
 
+impl SnapshotInner {
     fn slot(&self, key: &ResourceKey) -> Option<Slot> {
         if self.indexed {
             return self
                 .index
-                .find(key, |tag| self.key_at(Slot::from_tag(tag)) == Some(key))
+                .find(key, |tag| tag_is_key(&self.values, &self.errors, tag, key))
                 .map(Slot::from_tag);
         }
         if let Some(i) = self.values.iter().position(|v| v.key() == key) {
@@ -137,14 +144,12 @@ impl SnapshotInner {
         }
         self.indexed = true;
         self.index.reserve(count);
-        let values = &self.values;
+        let (values, errors) = (&self.values, &self.errors);
         for (i, value) in values.iter().enumerate() {
             let key = value.key();
-            let repeated = self.index.find_or_insert(
-                key,
-                Slot::Value(i).tag(),
-                |tag| matches!(Slot::from_tag(tag), Slot::Value(j) if values[j].key() == key),
-            );
+            let repeated = self.index.find_or_insert(key, Slot::Value(i).tag(), |tag| {
+                tag_is_key(values, errors, tag, key)
+            });
             if repeated.is_some() {
                 self.index.clear();
                 self.indexed = false;
@@ -339,10 +344,7 @@ impl SnapshotParts {
             let key = value.key();
             let existing = inner
                 .index
-                .find_or_insert(key, next.tag(), |tag| match Slot::from_tag(tag) {
-                    Slot::Value(i) => values.get(i).map(SnapshotValue::key) == Some(key),
-                    Slot::Error(i) => errors.get(i).map(ResourceError::key) == Some(key),
-                });
+                .find_or_insert(key, next.tag(), |tag| tag_is_key(values, errors, tag, key));
             match existing {
                 None => {
                     inner.values.push(value);

@@ -55,6 +55,18 @@ impl HitTally {
     }
 }
 
+/// Whether key `i` has no answer yet (`outcomes` may not be allocated yet).
+pub(crate) fn unanswered(outcomes: &[Option<Outcome>], i: usize) -> bool {
+    outcomes.get(i).is_none_or(Option::is_none)
+}
+
+/// Gives every key its (empty) answer slot, if the list is not allocated yet.
+pub(crate) fn allocate_answers(outcomes: &mut Vec<Option<Outcome>>, keys: usize) {
+    if outcomes.is_empty() {
+        outcomes.resize(keys, None);
+    }
+}
+
 /// What the cache read of a resolution gave.
 pub(crate) enum CacheAnswer {
     /// Every key was a fresh hit and no sink observes single hits: the
@@ -76,9 +88,7 @@ impl Readable {
     /// The keys not answered yet whose policy allows a cached revision
     /// (`outcomes` is empty when no key has an answer yet).
     pub(crate) fn of(outcomes: &[Option<Outcome>], policies: &[FreshnessPolicy]) -> Self {
-        let readable = |i: &usize| {
-            outcomes.get(*i).is_none_or(Option::is_none) && !never_cached(&policies[*i])
-        };
+        let readable = |i: &usize| unanswered(outcomes, *i) && !never_cached(&policies[*i]);
         if (0..policies.len()).all(|i| readable(&i)) {
             Readable::All
         } else {
@@ -131,9 +141,7 @@ impl Engine {
                 Ok(hits) => hits?,
                 Err(_) => {
                     self.note_deadline(job);
-                    if outcomes.is_empty() {
-                        outcomes.resize(all_keys.len(), None);
-                    }
+                    allocate_answers(outcomes, all_keys.len());
                     for i in (0..lookups.len()).map(|j| readable.position(j)) {
                         outcomes[i] = Some(deadline_outcome(&all_keys[i], "during cache read"));
                     }
@@ -151,8 +159,7 @@ impl Engine {
         };
         let plain = |hit: &Option<CacheHit>| {
             hit.as_ref().is_some_and(|hit| {
-                hit.freshness == Freshness::Fresh
-                    && (self.cache_validates_deps || hit.value.dependency_versions().is_empty())
+                hit.freshness == Freshness::Fresh && !self.needs_dependency_check(hit)
             })
         };
         if matches!(readable, Readable::All) && tally.unobserved() && hits.iter().all(plain) {
@@ -162,9 +169,7 @@ impl Engine {
             let values = hits.into_iter().filter_map(|hit| hit.map(|hit| hit.value));
             return Ok(CacheAnswer::AllFresh(values.collect()));
         }
-        if outcomes.is_empty() {
-            outcomes.resize(all_keys.len(), None);
-        }
+        allocate_answers(outcomes, all_keys.len());
         let mut taken = Taken {
             keys: all_keys,
             policies,
@@ -179,18 +184,7 @@ impl Engine {
             let i = readable.position(j);
             match hit {
                 None => tally.miss(self, &all_keys[i]),
-                Some(hit)
-                    if !self.cache_validates_deps
-                        && !hit.value.dependency_versions().is_empty() =>
-                {
-                    unchecked.push((i, hit));
-                }
-                // The common case, a fresh hit with no sink to tell, stays
-                // in the loop.
-                Some(hit) if hit.freshness == Freshness::Fresh && tally.unobserved() => {
-                    tally.hits += 1;
-                    taken.outcomes[i] = Some(Ok(hit.value));
-                }
+                Some(hit) if self.needs_dependency_check(&hit) => unchecked.push((i, hit)),
                 Some(hit) => self.take_hit(i, hit, &mut taken, &mut tally),
             }
         }
@@ -206,6 +200,11 @@ impl Engine {
         BuildStats::add(&job.stats.cache_misses, tally.misses);
         BuildStats::add(&job.stats.stale_values, tally.stale);
         Ok(CacheAnswer::Judged)
+    }
+
+    /// Whether `hit` carries dependency versions the cache did not check.
+    fn needs_dependency_check(&self, hit: &CacheHit) -> bool {
+        !self.cache_validates_deps && !hit.value.dependency_versions().is_empty()
     }
 
     /// Records one usable cache hit for key `i`.

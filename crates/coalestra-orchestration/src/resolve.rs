@@ -11,7 +11,7 @@ use coalestra_core::{
     SourceError, SourceFailure,
 };
 
-use crate::cache_read::{never_cached, CacheAnswer, Readable};
+use crate::cache_read::{allocate_answers, never_cached, unanswered, CacheAnswer, Readable};
 use crate::engine::Engine;
 use crate::flight::{Flight, Outcome, Reservation};
 use crate::job::{Job, TreeLookup};
@@ -70,11 +70,6 @@ impl std::ops::Deref for Policies {
             Policies::Many(many) => many,
         }
     }
-}
-
-/// Whether key `i` has no answer yet (`outcomes` may not be allocated yet).
-fn unanswered(outcomes: &[Option<Outcome>], i: usize) -> bool {
-    outcomes.get(i).is_none_or(Option::is_none)
 }
 
 /// The outcome of a resolved slot: a key no step reached failed its deadline.
@@ -164,9 +159,7 @@ impl Engine {
                     }
                 }
             }
-            if outcomes.is_empty() {
-                outcomes.resize(n, None);
-            }
+            allocate_answers(&mut outcomes, n);
             // Usually either every key or none is missing: only a mix needs
             // a list of positions and a key subset.
             let all_missing = n > 0 && outcomes.iter().all(Option::is_none);

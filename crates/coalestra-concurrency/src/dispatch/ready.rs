@@ -5,12 +5,12 @@ use std::task::{Wake, Waker};
 
 /// Slots whose futures asked to be polled again, in wake order, plus the
 /// waker of the task running the dispatch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct ReadySlots {
     state: Mutex<ReadyState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ReadyState {
     queue: Vec<usize>,
     queued: Vec<bool>,
