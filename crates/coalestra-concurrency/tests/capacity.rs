@@ -521,3 +521,54 @@ fn public_types_are_thread_safe_and_serializable() {
     let capacity = controller(1, &[]);
     send(&capacity.acquire("a", None, None));
 }
+
+#[tokio::test(start_paused = true)]
+async fn try_acquire_takes_free_capacity_without_waiting() {
+    let capacity = controller(2, &[("rates", 1)]);
+    let rates: Arc<str> = Arc::from("rates");
+    let other: Arc<str> = Arc::from("other");
+
+    let first = capacity.try_acquire(&rates).expect("free capacity");
+    assert_eq!(first.source_name(), "rates");
+    assert!(first.holds_source_slot());
+    assert_eq!(first.wait_time(), Duration::ZERO);
+    // The source's only slot is taken: a second try holds nothing.
+    assert!(capacity.try_acquire(&rates).is_none());
+    assert_eq!(capacity.in_use(), 1);
+    assert_eq!(capacity.snapshot().sources["rates"], limit(1, 1, 0));
+
+    // An unlisted source takes only the last global slot.
+    let second = capacity.try_acquire(&other).expect("a global slot is free");
+    assert!(!second.holds_source_slot());
+    assert_eq!(capacity.in_use(), 2);
+
+    // Global capacity is exhausted: a source whose own slot is free gives
+    // that slot back instead of holding it.
+    drop(first);
+    let third = capacity.try_acquire(&other).expect("the freed global slot");
+    assert!(capacity.try_acquire(&rates).is_none());
+    assert_eq!(capacity.snapshot().sources["rates"], limit(1, 0, 0));
+    assert_eq!(capacity.waiting(), 0);
+
+    drop((second, third));
+    assert!(capacity.try_acquire(&rates).is_some());
+    assert_idle(&capacity);
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_acquire_never_overtakes_queued_waiters() {
+    let capacity = controller(1, &[]);
+    let source: Arc<str> = Arc::from("s");
+    let held = capacity.try_acquire(&source).expect("free capacity");
+    let mut queued = Box::pin(capacity.acquire("s", None, None));
+    assert!(poll_once(queued.as_mut()).await.is_pending());
+    assert_eq!(capacity.waiting(), 1);
+
+    // The released slot goes to the queued caller, not to a later try.
+    drop(held);
+    assert!(capacity.try_acquire(&source).is_none());
+    let permit = queued.await.expect("the queued caller gets the slot");
+    assert_eq!(capacity.in_use(), 1);
+    drop(permit);
+    assert_idle(&capacity);
+}

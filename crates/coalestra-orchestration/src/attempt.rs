@@ -270,7 +270,7 @@ impl Engine {
                             entry,
                             job,
                             Some(key),
-                            || async { source.fetch(key, &ctx).await },
+                            || source.fetch(key, &ctx),
                             || {
                                 let (source, key, ctx) =
                                     (Arc::clone(source), key.clone(), ctx.clone());
@@ -335,7 +335,7 @@ impl Engine {
                             entry,
                             job,
                             None,
-                            || async { source.fetch_many(requested, &ctx).await },
+                            || source.fetch_many(requested, &ctx),
                             || {
                                 let (source, keys, ctx) =
                                     (Arc::clone(source), Arc::clone(requested), ctx.clone());

@@ -104,7 +104,7 @@ impl Engine {
                             entry,
                             job,
                             Some(key),
-                            || async { source.derive(key, dependencies, &ctx).await },
+                            || source.derive(key, dependencies, &ctx),
                             || {
                                 let (source, key, deps, ctx) = (
                                     Arc::clone(source),

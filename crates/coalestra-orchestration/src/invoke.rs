@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -26,18 +27,48 @@ pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Runs `future`, reporting a panic while it is polled as an error. The
-/// future is pinned in place: no allocation per source call.
-pub(crate) async fn isolate_panics<F: Future>(future: F) -> Result<F::Output, String> {
-    let mut future = std::pin::pin!(future);
-    std::future::poll_fn(move |cx: &mut Context<'_>| {
-        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
-            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+/// A source call that reports a panic while it is polled as an error
+/// (the panic's text). It wraps the boxed, `Unpin` futures sources return, so
+/// it needs neither an allocation nor pin projection.
+pub(crate) struct CatchPanics<F>(pub(crate) F);
+
+impl<F: Future + Unpin> Future for CatchPanics<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| Pin::new(&mut self.0).poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(payload) => Poll::Ready(Err(panic_message(payload))),
         }
-    })
-    .await
+    }
+}
+
+/// A call bounded by an optional budget: `None` when the budget elapsed
+/// first. A bounded call runs inside `tokio::time::timeout`, boxed: only
+/// calls with a budget carry (and allocate) its timer, so an unbounded
+/// call's future stays as small as the call itself.
+pub(crate) enum Bounded<F> {
+    Unbounded(F),
+    Within(Pin<Box<tokio::time::Timeout<F>>>),
+}
+
+pub(crate) fn bounded<F: Future>(budget: Option<Duration>, call: F) -> Bounded<F> {
+    match budget {
+        Some(budget) => Bounded::Within(Box::pin(tokio::time::timeout(budget, call))),
+        None => Bounded::Unbounded(call),
+    }
+}
+
+impl<F: Future + Unpin> Future for Bounded<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut *self {
+            Bounded::Unbounded(call) => Pin::new(call).poll(cx).map(Some),
+            Bounded::Within(call) => call.as_mut().poll(cx).map(Result::ok),
+        }
+    }
 }
 
 impl Engine {
@@ -55,7 +86,7 @@ impl Engine {
     ) -> Result<(T, Duration), SourceError>
     where
         T: Send + 'static,
-        Fut: Future<Output = Result<T, SourceError>>,
+        Fut: Future<Output = Result<T, SourceError>> + Unpin,
         B: FnOnce() -> Result<T, SourceError> + Send + 'static,
     {
         if job.expired() {
@@ -65,32 +96,42 @@ impl Engine {
             )));
         }
         let info = entry.source.info();
-        let permit = self
-            .capacity
-            .acquire(Arc::clone(&entry.name), info.queue_timeout(), job.deadline)
-            .await
-            .map_err(|e| {
-                let reason = if e.is_queue_timeout() {
-                    "queue_timeout"
-                } else {
-                    "snapshot_deadline"
-                };
-                self.emit.count(
-                    "source_capacity_timeout_total",
-                    &[("source", &entry.name), ("reason", reason)],
-                );
-                if e.is_queue_timeout() {
-                    self.health
-                        .queue_timeouts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    SourceError::QueueTimeout {
-                        source_name: entry.name.clone(),
-                        timeout: info.queue_timeout().unwrap_or_default(),
-                    }
-                } else {
-                    SourceError::deadline(format_args!("while waiting for {} capacity", entry.name))
+        // Free capacity is taken at once; only a call that must queue makes
+        // (and boxes) the waiting future, which keeps every call's future
+        // small.
+        let permit = match self.capacity.try_acquire(&entry.name) {
+            Some(permit) => Ok(permit),
+            None => {
+                Box::pin(self.capacity.acquire(
+                    Arc::clone(&entry.name),
+                    info.queue_timeout(),
+                    job.deadline,
+                ))
+                .await
+            }
+        };
+        let permit = permit.map_err(|e| {
+            let reason = if e.is_queue_timeout() {
+                "queue_timeout"
+            } else {
+                "snapshot_deadline"
+            };
+            self.emit.count(
+                "source_capacity_timeout_total",
+                &[("source", &entry.name), ("reason", reason)],
+            );
+            if e.is_queue_timeout() {
+                self.health
+                    .queue_timeouts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                SourceError::QueueTimeout {
+                    source_name: entry.name.clone(),
+                    timeout: info.queue_timeout().unwrap_or_default(),
                 }
-            })?;
+            } else {
+                SourceError::deadline(format_args!("while waiting for {} capacity", entry.name))
+            }
+        })?;
         self.emit.observe(
             "source_capacity_wait_ms",
             &[("source", &entry.name)],
@@ -121,8 +162,9 @@ impl Engine {
                     source = %entry.name,
                     snapshot_id = %job.ctx.snapshot_id
                 );
-                let call = isolate_panics(async_call());
-                bounded(budget, call).instrument(span).await
+                bounded(budget, CatchPanics(async_call()))
+                    .instrument(span)
+                    .await
             }
             Execution::Blocking => {
                 let handle = tokio::task::spawn_blocking(blocking_call());
@@ -269,12 +311,5 @@ impl Engine {
                 .field("observed_elapsed_seconds", elapsed.as_secs_f64())
                 .field("grace_seconds", self.transport_grace.as_secs_f64())
         });
-    }
-}
-
-async fn bounded<F: Future>(budget: Option<Duration>, future: F) -> Option<F::Output> {
-    match budget {
-        Some(b) => tokio::time::timeout(b, future).await.ok(),
-        None => Some(future.await),
     }
 }

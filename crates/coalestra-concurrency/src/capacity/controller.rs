@@ -124,10 +124,7 @@ impl CapacityController {
             }
         }
         // Free capacity is taken without reading the clock: nothing waited.
-        let held_source = match self.limits.sources.get(&*source) {
-            Some(limiter) => limiter.try_acquire().map(Some),
-            None => Some(None),
-        };
+        let held_source = self.free_source_slot(&source);
         if held_source.is_some() {
             if let Some(global_slot) = self.limits.global.try_acquire() {
                 let source_slot = held_source.flatten();
@@ -155,6 +152,54 @@ impl CapacityController {
             global_slot,
             source_slot,
         ))
+    }
+
+    /// Takes free capacity to fetch from `source` without waiting: the
+    /// source slot (when `source` has an explicit limit) and a global slot.
+    ///
+    /// Returns `None`, holding nothing, when either is taken; callers then
+    /// wait with [`acquire`](Self::acquire). Unlike `acquire`, no deadline is
+    /// checked: a caller with a deadline checks it before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroUsize;
+    /// use std::sync::Arc;
+    ///
+    /// use coalestra_concurrency::{CapacityConfig, CapacityController};
+    ///
+    /// let config = CapacityConfig::new(NonZeroUsize::new(8).unwrap())
+    ///     .with_source_limit("rates-api", NonZeroUsize::MIN);
+    /// let capacity = CapacityController::new(config).unwrap();
+    /// let source: Arc<str> = Arc::from("rates-api");
+    ///
+    /// let permit = capacity.try_acquire(&source).expect("free capacity");
+    /// // The source's only slot is taken: nothing is held by a second try.
+    /// assert!(capacity.try_acquire(&source).is_none());
+    /// assert_eq!(capacity.in_use(), 1);
+    /// drop(permit);
+    /// assert_eq!(capacity.in_use(), 0);
+    /// ```
+    #[must_use]
+    pub fn try_acquire(&self, source: &Arc<str>) -> Option<CapacityPermit> {
+        let source_slot = self.free_source_slot(source)?;
+        let global_slot = self.limits.global.try_acquire()?;
+        Some(CapacityPermit::new(
+            Arc::clone(source),
+            Duration::ZERO,
+            global_slot,
+            source_slot,
+        ))
+    }
+
+    /// The free slot of a limited source (`Some(Some(_))`), no slot needed
+    /// (`Some(None)`), or `None` when the source is saturated.
+    fn free_source_slot(&self, source: &str) -> Option<Option<OwnedSemaphorePermit>> {
+        match self.limits.sources.get(source) {
+            Some(limiter) => limiter.try_acquire().map(Some),
+            None => Some(None),
+        }
     }
 
     /// Takes the source slot (if the source is limited and `held` does not
