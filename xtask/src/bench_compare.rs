@@ -10,8 +10,9 @@
 //! 3. Runs `cargo run --release -p coalestra-benches --bin bench-report
 //!    --isolated` (each workload in a fresh process), then once more with
 //!    `--scale` in its own process (peak RSS).
-//! 4. Counts the instructions of the CPU-bound workloads under callgrind
-//!    (`bench_instructions`), numbers a shared machine cannot move.
+//! 4. Counts the instructions of the workloads under callgrind
+//!    (`bench_instructions`), numbers a shared machine cannot move; the
+//!    latency-bound ones are counted next to tokio's floor.
 //! 5. Writes the side-by-side table, the targets of the issue with the
 //!    measured values, per-workload details, the instruction counts and the
 //!    machine description.

@@ -1,4 +1,4 @@
-//! Instruction counts of the CPU-bound workloads, for `bench-compare`.
+//! Instruction counts of the workloads, for `bench-compare`.
 //!
 //! Wall-clock medians move by several percent on a shared machine; the
 //! number of instructions a build executes does not. Each workload runs
@@ -6,7 +6,8 @@
 //! (`bench-profile WORKLOAD N`), and the difference divided by the extra
 //! iterations is the cost of one iteration, setup excluded. The table shows
 //! how much work the engine does per key next to the hand-written moka
-//! baseline, independent of what else the machine is doing.
+//! baseline, and for the latency-bound workloads next to tokio alone (their
+//! `-floor` rows), independent of what else the machine is doing.
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -24,6 +25,10 @@ const WORKLOADS: &[(&str, u64, u32, u32)] = &[
     ("batch-1000", 1_000, 2, 8),
     ("session-revalidate", 10, 10, 60),
     ("publish-distinct-10k", 10_000, 1, 3),
+    ("coalesce-1000", 1_000, 2, 6),
+    ("coalesce-1000-floor", 1_000, 2, 6),
+    ("latency-20", 20, 10, 30),
+    ("latency-20-floor", 20, 10, 30),
 ];
 
 /// One workload's cost per iteration.
@@ -127,6 +132,20 @@ pub fn render(counts: &Result<Vec<Count>, String>) -> String {
             );
         }
     }
+    for (name, unit) in [("coalesce-1000", "build"), ("latency-20", "key")] {
+        let floor = format!("{name}-floor");
+        let found = counts.iter().find(|c| c.workload == name);
+        if let (Some(count), Some(floor_count)) = (found, of(&floor)) {
+            let extra = count.per_iteration - floor_count;
+            let _ = writeln!(
+                w,
+                "\n`{name}` executes {} instructions per iteration beyond tokio alone \
+                 (`{floor}`), {} per {unit}.",
+                int(extra),
+                int(extra / count.keys as f64)
+            );
+        }
+    }
     w
 }
 
@@ -161,7 +180,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("1.50× the instructions"), "{text}");
+        assert!(!text.contains("beyond tokio alone"), "{text}");
         let missing = render(&Err("valgrind is not installed".to_owned()));
         assert!(missing.contains("Not measured in this run: valgrind is not installed."));
+    }
+
+    #[test]
+    fn renders_the_engine_share_beyond_tokios_floor() {
+        let count = |workload, keys, per_iteration| Count {
+            workload,
+            keys,
+            per_iteration,
+        };
+        let counts = Ok(vec![
+            count("latency-20", 20, 200_000.0),
+            count("latency-20-floor", 20, 80_000.0),
+            count("coalesce-1000", 1_000, 13_000_000.0),
+        ]);
+        let text = render(&counts);
+        assert!(
+            text.contains("`latency-20` executes 120,000 instructions per iteration beyond tokio alone (`latency-20-floor`), 6,000 per key."),
+            "{text}"
+        );
+        // No floor was counted for coalesce-1000: no comparison is made up.
+        assert!(!text.contains("`coalesce-1000` executes"), "{text}");
     }
 }

@@ -8,13 +8,14 @@
 //!
 //! `WORKLOAD` is one of `hot-cache-200`, `hot-cache-200-baseline`,
 //! `cold-local-200`, `batch-1000`, `coalesce-1000`, `latency-20`,
-//! `publish-distinct-10k`, `publish-one-key-10k`, `session-revalidate`
+//! `publish-distinct-10k`, `publish-one-key-10k`, `session-revalidate`,
+//! or the tokio floors `coalesce-1000-floor` and `latency-20-floor`
 //! (default 100 iterations).
 
 use std::process::ExitCode;
 
 use coalestra_benches::baseline::Baseline;
-use coalestra_benches::concurrency::{Coalesce, Latency};
+use coalestra_benches::concurrency::{coalesce_floor, latency_floor, Coalesce, Latency};
 use coalestra_benches::publish::Publish;
 use coalestra_benches::read_path::{ColdLocal, HotCache};
 use coalestra_benches::runtime;
@@ -79,6 +80,16 @@ fn main() -> ExitCode {
                 let latency = Latency::new();
                 for _ in 0..iterations {
                     latency.run().await;
+                }
+            }
+            "coalesce-1000-floor" => {
+                for _ in 0..iterations {
+                    coalesce_floor().await;
+                }
+            }
+            "latency-20-floor" => {
+                for _ in 0..iterations {
+                    latency_floor().await;
                 }
             }
             "session-revalidate" => {
