@@ -1,7 +1,8 @@
 //! Criterion groups of the latency-bound workloads: `coalesce-1000` (1,000
 //! concurrent builds of one key against a 10 ms source; every iteration
 //! asserts exactly one source call) and `latency-20` (20 keys from a 25 ms
-//! source with `max_concurrency` 20). Both print their wall time as a ratio
+//! source with `max_concurrency` 20), both over a simulated remote backend
+//! answering after the stated latency. Both print their wall time as a ratio
 //! of the source latency after the group.
 //!
 //! `cargo bench -p coalestra-benches --bench concurrency`

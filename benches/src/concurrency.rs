@@ -1,6 +1,13 @@
 //! The latency-bound workloads: `coalesce-1000` (1,000 concurrent builds of
 //! one key against a 10 ms source, no cache) and `latency-20` (20 keys from
 //! a 25 ms source with `max_concurrency` 20, no cache).
+//!
+//! Their sources wait out their latency on a [`Delay`]: by default a
+//! simulated [`Remote`] backend, whose responses arrive after the stated
+//! latency as network responses would; the `-tokio-timer` variants wait on
+//! a tokio sleep instead, which tokio's millisecond timer makes last about a
+//! millisecond longer. The `-floor` functions time the same waits without
+//! the engine.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::read_path::check_complete;
+use crate::remote::Remote;
 use crate::{key, keys, value_for};
 
 /// Concurrent builds in `coalesce-1000`.
@@ -22,13 +30,62 @@ pub const LATENCY_KEYS: usize = 20;
 /// Source latency in `latency-20`.
 pub const LATENCY_SOURCE: Duration = Duration::from_millis(25);
 
-/// An async source sleeping `latency` per call and counting its calls.
-fn sleeping_source(name: &str, latency: Duration, calls: Arc<AtomicU64>) -> FnSource {
+/// How a simulated source waits out its latency.
+#[derive(Debug, Clone)]
+pub enum Delay {
+    /// A request to a simulated remote backend (the default).
+    Remote(Arc<Remote>),
+    /// A tokio sleep of the latency.
+    TokioTimer(Duration),
+}
+
+impl Delay {
+    /// Waits on a simulated remote backend answering after `latency`.
+    pub fn remote(latency: Duration) -> Self {
+        Self::Remote(Arc::new(Remote::new(latency)))
+    }
+
+    /// Waits on a tokio sleep of `latency`.
+    pub fn tokio_timer(latency: Duration) -> Self {
+        Self::TokioTimer(latency)
+    }
+
+    /// The delay of the latency-bound workload named `workload`: a tokio
+    /// sleep for its `-tokio-timer` variants, the simulated remote backend
+    /// otherwise.
+    pub fn for_workload(workload: &str, latency: Duration) -> Self {
+        if workload.contains("-tokio-timer") {
+            Self::tokio_timer(latency)
+        } else {
+            Self::remote(latency)
+        }
+    }
+
+    /// The stated latency.
+    pub fn latency(&self) -> Duration {
+        match self {
+            Self::Remote(remote) => remote.latency(),
+            Self::TokioTimer(latency) => *latency,
+        }
+    }
+
+    /// Waits out the latency once.
+    pub async fn wait(&self) {
+        match self {
+            Self::Remote(remote) => remote.call().await,
+            Self::TokioTimer(latency) => tokio::time::sleep(*latency).await,
+        }
+    }
+}
+
+/// An async source waiting on `delay` per call and counting its calls.
+fn delayed_source(name: &str, delay: Delay, calls: Arc<AtomicU64>) -> FnSource {
     FnSource::new(name, move |key: ResourceKey, _ctx| {
         let calls = Arc::clone(&calls);
+        let delay = delay.clone();
         async move {
             calls.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(latency).await;
+            delay.wait().await;
             Ok(SourceOutput::new(value_for(&key)))
         }
     })
@@ -64,14 +121,24 @@ impl Default for Coalesce {
 }
 
 impl Coalesce {
-    /// A builder over one 10 ms source that never caches.
+    /// A builder over one 10 ms source (a simulated remote backend) that
+    /// never caches.
     ///
     /// # Panics
     ///
     /// When the builder cannot be created.
     pub fn new() -> Self {
+        Self::with_delay(Delay::remote(COALESCE_LATENCY))
+    }
+
+    /// The same over a source waiting on `delay`.
+    ///
+    /// # Panics
+    ///
+    /// When the builder cannot be created.
+    pub fn with_delay(delay: Delay) -> Self {
         let calls = Arc::new(AtomicU64::new(0));
-        let source = sleeping_source("slow", COALESCE_LATENCY, Arc::clone(&calls));
+        let source = delayed_source("slow", delay, Arc::clone(&calls));
         let builder = SnapshotBuilder::builder([source.into()])
             .default_policy(FreshnessPolicy::no_cache())
             .build()
@@ -124,14 +191,24 @@ impl Default for Latency {
 }
 
 impl Latency {
-    /// A builder over one 25 ms source with `max_concurrency` 20, no cache.
+    /// A builder over one 25 ms source (a simulated remote backend) with
+    /// `max_concurrency` 20, no cache.
     ///
     /// # Panics
     ///
     /// When the builder cannot be created.
     pub fn new() -> Self {
+        Self::with_delay(Delay::remote(LATENCY_SOURCE))
+    }
+
+    /// The same over a source waiting on `delay`.
+    ///
+    /// # Panics
+    ///
+    /// When the builder cannot be created.
+    pub fn with_delay(delay: Delay) -> Self {
         let calls = Arc::new(AtomicU64::new(0));
-        let source = sleeping_source("remote", LATENCY_SOURCE, Arc::clone(&calls));
+        let source = delayed_source("remote", delay, Arc::clone(&calls));
         let builder = SnapshotBuilder::builder([source.into()])
             .default_policy(FreshnessPolicy::no_cache())
             .max_concurrency(LATENCY_KEYS)
@@ -166,19 +243,20 @@ impl Latency {
     }
 }
 
-/// The runtime's floor for `coalesce-1000`, without the engine: 1,000
-/// spawned tasks waiting on a watch channel that a task spawned first fires
-/// after a 10 ms sleep (timer granularity plus task wake-ups).
+/// The floor of `coalesce-1000` without the engine: 1,000 spawned tasks
+/// waiting on a watch channel that a task spawned first fires after waiting
+/// on `delay` once (the delay plus task wake-ups).
 ///
 /// # Panics
 ///
 /// When a task panics.
-pub async fn coalesce_floor() -> Duration {
+pub async fn coalesce_floor(delay: &Delay) -> Duration {
     let started = Instant::now();
     let (tx, rx) = tokio::sync::watch::channel(0u64);
     // The call starts with the first request, as a single-flight owner's does.
+    let call = delay.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(COALESCE_LATENCY).await;
+        call.wait().await;
         let _ = tx.send(1);
     });
     let mut waiters = JoinSet::new();
@@ -196,20 +274,21 @@ pub async fn coalesce_floor() -> Duration {
     started.elapsed()
 }
 
-/// The runtime's floor for `latency-20`, without the engine: 20 spawned
-/// 25 ms sleeps joined.
+/// The floor of `latency-20` without the engine: 20 spawned tasks each
+/// waiting on `delay` once, joined.
 ///
 /// # Panics
 ///
 /// When a task panics.
-pub async fn latency_floor() -> Duration {
+pub async fn latency_floor(delay: &Delay) -> Duration {
     let started = Instant::now();
-    let mut sleeps = JoinSet::new();
+    let mut waits = JoinSet::new();
     for _ in 0..LATENCY_KEYS {
-        sleeps.spawn(tokio::time::sleep(LATENCY_SOURCE));
+        let delay = delay.clone();
+        waits.spawn(async move { delay.wait().await });
     }
-    while let Some(joined) = sleeps.join_next().await {
-        joined.expect("sleep task");
+    while let Some(joined) = waits.join_next().await {
+        joined.expect("wait task");
     }
     started.elapsed()
 }

@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | `hot-cache-200` and its hand-written moka baseline | [`read_path`], [`baseline`] |
 //! | `cold-local-200`, `batch-1000` | [`read_path`] |
-//! | `coalesce-1000`, `latency-20` | [`concurrency`] |
+//! | `coalesce-1000`, `latency-20` | [`concurrency`], over a simulated [`remote`] backend |
 //! | `publish` (distinct keys, one key) | [`publish`] |
 //! | `session-revalidate` | [`session`] |
 //! | `scale-1m` | [`scale`] |
@@ -24,6 +24,7 @@ pub mod concurrency;
 pub mod measure;
 pub mod publish;
 pub mod read_path;
+pub mod remote;
 pub mod scale;
 pub mod session;
 

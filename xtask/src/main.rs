@@ -37,6 +37,7 @@ mod api_parser;
 mod api_resolve;
 mod bench_compare;
 mod bench_instructions;
+mod bench_targets;
 mod consumer_sources;
 mod examples;
 mod packaging;

@@ -9,13 +9,16 @@
 //! `WORKLOAD` is one of `hot-cache-200`, `hot-cache-200-baseline`,
 //! `cold-local-200`, `batch-1000`, `coalesce-1000`, `latency-20`,
 //! `publish-distinct-10k`, `publish-one-key-10k`, `session-revalidate`,
-//! or the tokio floors `coalesce-1000-floor` and `latency-20-floor`
-//! (default 100 iterations).
+//! the floors `coalesce-1000-floor` and `latency-20-floor`, or any of the
+//! four with `-tokio-timer` before `-floor` (their sources wait on tokio
+//! sleeps instead of the simulated remote backend); default 100 iterations.
 
 use std::process::ExitCode;
 
 use coalestra_benches::baseline::Baseline;
-use coalestra_benches::concurrency::{coalesce_floor, latency_floor, Coalesce, Latency};
+use coalestra_benches::concurrency::{
+    coalesce_floor, latency_floor, Coalesce, Delay, Latency, COALESCE_LATENCY, LATENCY_SOURCE,
+};
 use coalestra_benches::publish::Publish;
 use coalestra_benches::read_path::{ColdLocal, HotCache};
 use coalestra_benches::runtime;
@@ -70,26 +73,29 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            "coalesce-1000" => {
-                let coalesce = Coalesce::new();
+            "coalesce-1000" | "coalesce-1000-tokio-timer" => {
+                let coalesce =
+                    Coalesce::with_delay(Delay::for_workload(&workload, COALESCE_LATENCY));
                 for _ in 0..iterations {
                     coalesce.run().await;
                 }
             }
-            "latency-20" => {
-                let latency = Latency::new();
+            "latency-20" | "latency-20-tokio-timer" => {
+                let latency = Latency::with_delay(Delay::for_workload(&workload, LATENCY_SOURCE));
                 for _ in 0..iterations {
                     latency.run().await;
                 }
             }
-            "coalesce-1000-floor" => {
+            "coalesce-1000-floor" | "coalesce-1000-tokio-timer-floor" => {
+                let delay = Delay::for_workload(&workload, COALESCE_LATENCY);
                 for _ in 0..iterations {
-                    coalesce_floor().await;
+                    coalesce_floor(&delay).await;
                 }
             }
-            "latency-20-floor" => {
+            "latency-20-floor" | "latency-20-tokio-timer-floor" => {
+                let delay = Delay::for_workload(&workload, LATENCY_SOURCE);
                 for _ in 0..iterations {
-                    latency_floor().await;
+                    latency_floor(&delay).await;
                 }
             }
             "session-revalidate" => {

@@ -15,9 +15,10 @@
 //! `--isolated` keeps one workload's heap (and allocator state) from
 //! shaping the next one's timings, as each Python script runs on its own.
 //!
-//! The `*-floor` workloads time the tokio runtime alone (timers and task
-//! wake-ups, no engine) for the latency-bound workloads, so their ratios can
-//! be read against what the runtime itself allows.
+//! The latency-bound workloads' sources wait on a simulated remote backend;
+//! their `-tokio-timer` variants wait on tokio sleeps instead. The `*-floor`
+//! workloads time the same waits without the engine (task wake-ups only),
+//! so each ratio can be read against what the runtime itself allows.
 //!
 //! `COALESTRA_SCALE_KEYS` sets the number of keys of `scale-1m` (default
 //! 200,000).
@@ -27,7 +28,8 @@ use std::time::Duration;
 
 use coalestra_benches::baseline::Baseline;
 use coalestra_benches::concurrency::{
-    coalesce_floor, latency_floor, Coalesce, Latency, Timed, COALESCE_LATENCY, LATENCY_SOURCE,
+    coalesce_floor, latency_floor, Coalesce, Delay, Latency, Timed, COALESCE_LATENCY,
+    LATENCY_SOURCE,
 };
 use coalestra_benches::measure::{sample, Record, Summary};
 use coalestra_benches::publish::{Publish, PUBLICATIONS};
@@ -49,8 +51,12 @@ const WORKLOADS: &[&str] = &[
     "batch-1000",
     "coalesce-1000",
     "coalesce-1000-floor",
+    "coalesce-1000-tokio-timer",
+    "coalesce-1000-tokio-timer-floor",
     "latency-20",
     "latency-20-floor",
+    "latency-20-tokio-timer",
+    "latency-20-tokio-timer-floor",
     "publish-distinct-10k",
     "publish-one-key-10k",
     "session-revalidate",
@@ -193,27 +199,29 @@ async fn measure(name: &str, runs: usize) -> Record {
             let batch = ColdLocal::batch();
             Record::timed(name, &sample(runs, RUN_TARGET, || timed(batch.run())).await)
         }
-        "coalesce-1000" => {
-            let coalesce = Coalesce::new();
+        "coalesce-1000" | "coalesce-1000-tokio-timer" => {
+            let coalesce = Coalesce::with_delay(Delay::for_workload(name, COALESCE_LATENCY));
             latency_bound(name, runs, COALESCE_LATENCY, || coalesce.run()).await
         }
-        "latency-20" => {
-            let latency = Latency::new();
+        "latency-20" | "latency-20-tokio-timer" => {
+            let latency = Latency::with_delay(Delay::for_workload(name, LATENCY_SOURCE));
             latency_bound(name, runs, LATENCY_SOURCE, || latency.run()).await
         }
-        "coalesce-1000-floor" => {
+        "coalesce-1000-floor" | "coalesce-1000-tokio-timer-floor" => {
+            let delay = Delay::for_workload(name, COALESCE_LATENCY);
             latency_bound(name, runs, COALESCE_LATENCY, || async {
                 Timed {
-                    wall: coalesce_floor().await,
+                    wall: coalesce_floor(&delay).await,
                     calls: 1,
                 }
             })
             .await
         }
-        "latency-20-floor" => {
+        "latency-20-floor" | "latency-20-tokio-timer-floor" => {
+            let delay = Delay::for_workload(name, LATENCY_SOURCE);
             latency_bound(name, runs, LATENCY_SOURCE, || async {
                 Timed {
-                    wall: latency_floor().await,
+                    wall: latency_floor(&delay).await,
                     calls: 20,
                 }
             })
