@@ -6,8 +6,9 @@
 //! (`bench-profile WORKLOAD N`), and the difference divided by the extra
 //! iterations is the cost of one iteration, setup excluded. The table shows
 //! how much work the engine does per key next to the hand-written moka
-//! baseline, and for the latency-bound workloads next to tokio alone (their
-//! `-floor` rows), independent of what else the machine is doing.
+//! baseline, and for the latency-bound workloads next to their floors (the
+//! same waits without the engine), independent of what else the machine is
+//! doing.
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -139,8 +140,8 @@ pub fn render(counts: &Result<Vec<Count>, String>) -> String {
             let extra = count.per_iteration - floor_count;
             let _ = writeln!(
                 w,
-                "\n`{name}` executes {} instructions per iteration beyond tokio alone \
-                 (`{floor}`), {} per {unit}.",
+                "\n`{name}` executes {} instructions per iteration beyond its floor \
+                 (`{floor}`, the same waits without the engine), {} per {unit}.",
                 int(extra),
                 int(extra / count.keys as f64)
             );
@@ -180,7 +181,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("1.50× the instructions"), "{text}");
-        assert!(!text.contains("beyond tokio alone"), "{text}");
+        assert!(!text.contains("beyond its floor"), "{text}");
         let missing = render(&Err("valgrind is not installed".to_owned()));
         assert!(missing.contains("Not measured in this run: valgrind is not installed."));
     }
@@ -199,7 +200,7 @@ mod tests {
         ]);
         let text = render(&counts);
         assert!(
-            text.contains("`latency-20` executes 120,000 instructions per iteration beyond tokio alone (`latency-20-floor`), 6,000 per key."),
+            text.contains("`latency-20` executes 120,000 instructions per iteration beyond its floor (`latency-20-floor`, the same waits without the engine), 6,000 per key."),
             "{text}"
         );
         // No floor was counted for coalesce-1000: no comparison is made up.
