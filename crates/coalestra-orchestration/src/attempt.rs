@@ -278,11 +278,7 @@ impl Engine {
                             },
                         )
                         .await;
-                    if !matches!(&call, Err(e) if e.is_queue_timeout() || e.is_deadline_exceeded())
-                    {
-                        let elapsed = call.as_ref().map(|(_, l)| *l).unwrap_or_default();
-                        job.stats.source_call(&entry.name, elapsed);
-                    }
+                    self.record_call(entry, job, &call);
                     let (output, elapsed) = call?;
                     self.to_value(entry, key, output, job, Vec::new())
                         .map(|v| (v, elapsed))
@@ -343,11 +339,7 @@ impl Engine {
                             },
                         )
                         .await;
-                    if !matches!(&call, Err(e) if e.is_queue_timeout() || e.is_deadline_exceeded())
-                    {
-                        let elapsed = call.as_ref().map(|(_, l)| *l).unwrap_or_default();
-                        job.stats.source_call(&entry.name, elapsed);
-                    }
+                    self.record_call(entry, job, &call);
                     let (output, elapsed) = call?;
                     let outputs = BatchOutputs::match_up(requested, output).map_err(|extra| {
                         SourceError::protocol(format!(

@@ -116,10 +116,7 @@ impl Engine {
                             },
                         )
                         .await;
-                    if !matches!(&call, Err(e) if e.is_queue_timeout() || e.is_deadline_exceeded())
-                    {
-                        let elapsed = call.as_ref().map(|(_, l)| *l).unwrap_or_default();
-                        job.stats.source_call(&entry.name, elapsed);
+                    if self.record_call(entry, job, &call) {
                         BuildStats::bump(&job.stats.derived_calls);
                     }
                     let (output, elapsed) = call?;

@@ -72,6 +72,23 @@ impl<F: Future + Unpin> Future for Bounded<F> {
 }
 
 impl Engine {
+    /// Records a finished [`invoke`](Self::invoke) in the job's per-source
+    /// call statistics, unless it ended waiting for capacity or at the
+    /// deadline; returns whether it was recorded.
+    pub(crate) fn record_call<T>(
+        &self,
+        entry: &SourceEntry,
+        job: &Job,
+        call: &Result<(T, Duration), SourceError>,
+    ) -> bool {
+        let counted = !matches!(call, Err(e) if e.is_queue_timeout() || e.is_deadline_exceeded());
+        if counted {
+            let elapsed = call.as_ref().map(|(_, l)| *l).unwrap_or_default();
+            job.stats.source_call(&entry.name, elapsed);
+        }
+        counted
+    }
+
     /// Runs one source call under the source's capacity, the job deadline and
     /// the source timeout. Returns the result and the call latency.
     /// `blocking_call` makes the call for blocking and inline sources; it
