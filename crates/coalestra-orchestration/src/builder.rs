@@ -110,10 +110,7 @@ impl SnapshotBuilder {
     where
         I: IntoIterator<Item = ResourceKey>,
     {
-        let request = SnapshotRequest::required(keys).map_err(|_| {
-            CoalestraError::InvalidRequest("at least one resource key is required".into())
-        })?;
-        self.build_request(&request, options).await
+        self.build_request(&required_request(keys)?, options).await
     }
 
     /// Builds a snapshot of a request: only required failures fail a strict
@@ -364,6 +361,19 @@ impl SnapshotBuilder {
             h.deadlines.load(Ordering::Relaxed),
         )
     }
+}
+
+/// A request of `keys`, all required; an empty list is an invalid request.
+pub(crate) fn required_request<I>(keys: I) -> Result<SnapshotRequest, CoalestraError>
+where
+    I: IntoIterator<Item = ResourceKey>,
+{
+    SnapshotRequest::required(keys).map_err(|_| no_keys())
+}
+
+/// The error of a call given no key.
+pub(crate) fn no_keys() -> CoalestraError {
+    CoalestraError::InvalidRequest("at least one resource key is required".into())
 }
 
 #[cfg(test)]

@@ -101,9 +101,7 @@ impl SnapshotSession {
         self.ensure_open()?;
         let keys: Vec<ResourceKey> = keys.into_iter().collect();
         if keys.is_empty() {
-            return Err(CoalestraError::InvalidRequest(
-                "at least one resource key is required".into(),
-            ));
+            return Err(crate::builder::no_keys());
         }
         let started = Instant::now();
         let mut state = self.state.lock().await;

@@ -204,10 +204,8 @@ impl SnapshotSession {
     where
         I: IntoIterator<Item = ResourceKey>,
     {
-        let request = SnapshotRequest::required(keys).map_err(|_| {
-            CoalestraError::InvalidRequest("at least one resource key is required".into())
-        })?;
-        self.resolve_request(&request, options).await
+        self.resolve_request(&crate::builder::required_request(keys)?, options)
+            .await
     }
 
     /// Resolves a request in a new stage: only required failures fail a
