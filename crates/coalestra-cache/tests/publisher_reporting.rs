@@ -5,16 +5,12 @@
 mod support;
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
 use coalestra_cache::{MemoryCache, PublisherConfig, ResourcePublisher};
 use coalestra_core::sink::Label;
-use coalestra_core::{
-    CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, Event, EventSink, MetricsSink,
-    Payload, ResourceKey, SnapshotCache, Timestamp, WriteResult,
-};
+use coalestra_core::{Event, EventSink, MetricsSink, Payload, ResourceKey};
+use coalestra_test::{Gate, ScriptedCache};
 use support::publishing::{clock, opts, publisher_with, ranked_config, update, NOW};
 use support::{at, forever, key};
 
@@ -221,60 +217,9 @@ async fn disabled_sinks_are_never_called() {
     publisher.invalidate(&k, "quiet").await.unwrap();
 }
 
-/// Delegates to a memory cache, counting calls; writes may be held at a gate.
-#[derive(Debug)]
-struct Instrumented {
-    inner: MemoryCache,
-    writes: AtomicUsize,
-    invalidations: AtomicUsize,
-    gate: Option<tokio::sync::Semaphore>,
-}
-
-impl Instrumented {
-    fn new(gated: bool) -> Self {
-        Self {
-            inner: MemoryCache::new(),
-            writes: AtomicUsize::new(0),
-            invalidations: AtomicUsize::new(0),
-            gate: gated.then(|| tokio::sync::Semaphore::new(0)),
-        }
-    }
-}
-
-#[async_trait]
-impl SnapshotCache for Instrumented {
-    async fn get_many(
-        &self,
-        reads: &[CacheRead],
-        now: Timestamp,
-    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        self.inner.get_many(reads, now).await
-    }
-    async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        if let Some(gate) = &self.gate {
-            gate.acquire().await.expect("gate open").forget();
-        }
-        self.inner.write_many(writes).await
-    }
-    async fn invalidate_many(&self, keys: &[ResourceKey]) -> Result<Vec<ResourceKey>, CacheError> {
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
-        self.inner.invalidate_many(keys).await
-    }
-    async fn invalidate_namespace(&self, namespace: &str) -> Result<Vec<ResourceKey>, CacheError> {
-        self.inner.invalidate_namespace(namespace).await
-    }
-    async fn clear(&self) -> Result<u64, CacheError> {
-        self.inner.clear().await
-    }
-    fn stats(&self) -> CacheStats {
-        self.inner.stats()
-    }
-}
-
 #[tokio::test]
 async fn empty_batches_never_reach_the_cache() {
-    let cache = Arc::new(Instrumented::new(false));
+    let cache = Arc::new(ScriptedCache::new(MemoryCache::new()));
     let publisher = ResourcePublisher::new(
         cache.clone(),
         PublisherConfig {
@@ -288,20 +233,27 @@ async fn empty_batches_never_reach_the_cache() {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(cache.writes.load(Ordering::SeqCst), 0);
-    assert_eq!(cache.invalidations.load(Ordering::SeqCst), 0);
+    assert_eq!(cache.writes(), 0);
+    assert_eq!(cache.invalidations(), 0);
 
     let k = key("count", "item", "K");
     publisher
         .publish_many(vec![update(&k, 1, opts("s")), update(&k, 2, opts("s"))])
         .await
         .unwrap();
-    assert_eq!(cache.writes.load(Ordering::SeqCst), 1, "one batch write");
+    assert_eq!(cache.writes(), 1, "one batch write");
 }
 
 #[tokio::test]
 async fn background_publications_are_bounded() {
-    let cache = Arc::new(Instrumented::new(true));
+    let gate = Gate::new();
+    let cache = Arc::new(ScriptedCache::new(MemoryCache::new()).writes_after({
+        let gate = gate.clone();
+        move || {
+            let gate = gate.clone();
+            async move { gate.pass().await }
+        }
+    }));
     let publisher = ResourcePublisher::new(
         cache.clone(),
         PublisherConfig {
@@ -328,7 +280,7 @@ async fn background_publications_are_bounded() {
     };
     assert!(started.is_none(), "a third publication waits for a slot");
 
-    cache.gate.as_ref().unwrap().add_permits(3);
+    gate.open();
     assert!(first.await.unwrap().unwrap().is_published());
     assert!(second.await.unwrap().unwrap().is_published());
     let third = third.await;
@@ -336,7 +288,7 @@ async fn background_publications_are_bounded() {
     assert_eq!(publisher.available_task_slots(), 2);
     for k in &keys {
         assert!(cache
-            .inner
+            .inner()
             .get(k, forever(), at(NOW))
             .await
             .unwrap()

@@ -10,16 +10,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use coalestra_cache::MemoryCache;
 use coalestra_core::{
     BuildOptions, CoalestraError, FetchContext, FnSource, FreshnessPolicy, ResourceError,
     ResourceKey, Snapshot, SourceError, SourceOptions, SourceOutput, Timestamp,
 };
 use coalestra_orchestration::SnapshotBuilder;
-use coalestra_test::{key, Gate};
+use coalestra_test::{key, Gate, ScriptedCache};
 use tokio::time::Instant;
 
 mod support;
-use support::{counted, counter, failure_details, single_attempt, HeldCache, HANG_GUARD};
+use support::{counted, counter, failure_details, single_attempt, HANG_GUARD};
 
 const DEADLINE: Duration = Duration::from_millis(20);
 
@@ -237,7 +238,9 @@ async fn source_timeout_shorter_than_the_deadline_is_a_source_timeout() {
 #[tokio::test(start_paused = true)]
 async fn deadline_during_cache_read_is_reported_per_resource() {
     let calls = counter();
-    let cache = Arc::new(HeldCache::new().reads_after(|| tokio::time::sleep(ms(200))));
+    let cache = Arc::new(
+        ScriptedCache::new(MemoryCache::new()).reads_after(|| tokio::time::sleep(ms(200))),
+    );
     let builder =
         SnapshotBuilder::builder([slow_source("rest", Duration::ZERO, Arc::clone(&calls)).into()])
             .cache(cache)
@@ -270,7 +273,9 @@ async fn deadline_during_cache_read_is_reported_per_resource() {
 // B11.10: cache writes are covered by the same budget.
 #[tokio::test(start_paused = true)]
 async fn slow_cache_write_cannot_hold_the_build_past_its_deadline() {
-    let cache = Arc::new(HeldCache::new().writes_after(|| tokio::time::sleep(ms(200))));
+    let cache = Arc::new(
+        ScriptedCache::new(MemoryCache::new()).writes_after(|| tokio::time::sleep(ms(200))),
+    );
     let builder = SnapshotBuilder::builder([slow_source("rest", ms(5), counter()).into()])
         .cache(cache)
         .build()

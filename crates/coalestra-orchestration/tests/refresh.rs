@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use coalestra_cache::MemoryCache;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
     BuildOptions, CacheWrite, CircuitBreakerPolicy, Clock, Event, FetchContext, FnSource,
@@ -14,10 +15,9 @@ use coalestra_core::{
     RetryPolicy, Snapshot, SnapshotValue, SourceError, SourceOutput, Timestamp,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
-use coalestra_test::Gate;
+use coalestra_test::{Gate, ScriptedCache};
 
 mod support;
-use support::HeldCache;
 
 fn key(text: &str) -> ResourceKey {
     ResourceKey::parse(text).expect("test keys are valid")
@@ -699,7 +699,7 @@ async fn no_refresh_is_scheduled_after_close() {
     let gate = Gate::new();
     let armed = Arc::new(AtomicBool::new(false));
     // Once armed, cache reads are held at the gate.
-    let cache = Arc::new(HeldCache::new().reads_after({
+    let cache = Arc::new(ScriptedCache::new(MemoryCache::new()).reads_after({
         let (armed, gate) = (Arc::clone(&armed), gate.clone());
         move || {
             let (armed, gate) = (Arc::clone(&armed), gate.clone());

@@ -11,15 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use coalestra_cache::MemoryCache;
 use coalestra_core::{
-    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CoalestraError,
-    FetchContext, FnBatchSource, FnDerivedSource, FnSource, ManualClock, ResourceKey, Snapshot,
-    SnapshotCache, SourceError, SourceOptions, SourceOutput, Timestamp, WriteResult,
+    BuildOptions, CoalestraError, FetchContext, FnBatchSource, FnDerivedSource, FnSource,
+    ManualClock, ResourceKey, Snapshot, SourceError, SourceOptions, SourceOutput,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
-use coalestra_test::{key, Gate, RecordingSink};
+use coalestra_test::{key, Gate, RecordingSink, ScriptedCache};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -501,42 +499,16 @@ async fn b6_7_shared_failure_reaches_every_caller_with_one_source_call() {
     assert_eq!(builder.in_flight(), 0);
 }
 
-/// A memory cache whose writes panic: the shared fetch's task dies before it
-/// can publish its outcome.
-#[derive(Debug)]
-struct PanickingWrites(MemoryCache);
-
-#[async_trait]
-impl SnapshotCache for PanickingWrites {
-    async fn get_many(
-        &self,
-        reads: &[CacheRead],
-        now: Timestamp,
-    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        self.0.get_many(reads, now).await
-    }
-    async fn write_many(&self, _writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
-        panic!("cache write exploded")
-    }
-    async fn invalidate_many(&self, keys: &[ResourceKey]) -> Result<Vec<ResourceKey>, CacheError> {
-        self.0.invalidate_many(keys).await
-    }
-    async fn invalidate_namespace(&self, namespace: &str) -> Result<Vec<ResourceKey>, CacheError> {
-        self.0.invalidate_namespace(namespace).await
-    }
-    async fn clear(&self) -> Result<u64, CacheError> {
-        self.0.clear().await
-    }
-    fn stats(&self) -> CacheStats {
-        self.0.stats()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn b6_8_waiters_get_an_error_when_the_shared_fetch_dies_without_an_outcome() {
     let (gate, _log, builder, price) = gated_configured(
         |gate, log| gated("rest", 1, gate, log),
-        |config| config.cache(Arc::new(PanickingWrites(MemoryCache::new()))),
+        |config| {
+            config.cache(Arc::new(
+                // The shared fetch's task dies before it can publish its outcome.
+                ScriptedCache::new(MemoryCache::new()).panicking_writes("cache write exploded"),
+            ))
+        },
     );
 
     let first = spawn_price(&builder, &price);

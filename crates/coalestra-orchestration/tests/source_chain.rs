@@ -11,17 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use coalestra_cache::MemoryCache;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
-    AuthorityResolver, BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite,
-    CoalestraError, FetchContext, FnBatchSource, FnSource, FreshnessPolicy, ManualClock, Payload,
-    ResourceKey, Snapshot, SnapshotCache, SnapshotValue, SourceAuthorityPolicy, SourceError,
-    SourceOptions, SourceOutput, SourceRef, Timestamp, WriteResult,
+    AuthorityResolver, BuildOptions, CacheError, CacheWrite, CoalestraError, FetchContext,
+    FnBatchSource, FnSource, FreshnessPolicy, ManualClock, Payload, ResourceKey, Snapshot,
+    SnapshotValue, SourceAuthorityPolicy, SourceError, SourceOptions, SourceOutput, SourceRef,
+    Timestamp,
 };
 use coalestra_orchestration::SnapshotBuilder;
-use coalestra_test::{key, Gate, RecordingSink};
+use coalestra_test::{key, Gate, RecordingSink, ScriptedCache};
 
 mod support;
 use support::{batch_calls, entries, new_log, push, single_attempt_config as config, Batches, Log};
@@ -1268,42 +1267,15 @@ async fn b5_32_higher_authority_publication_supersedes_an_inflight_fetch() {
 
 // --------------------------------------------------------- custom caches
 
-/// A memory cache whose reads fail.
-#[derive(Debug)]
-struct FailingReads(MemoryCache);
-
-#[async_trait]
-impl SnapshotCache for FailingReads {
-    async fn get_many(
-        &self,
-        _reads: &[CacheRead],
-        _now: Timestamp,
-    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        Err(CacheError::Unavailable("cache read failed".into()))
-    }
-    async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
-        self.0.write_many(writes).await
-    }
-    async fn invalidate_many(&self, keys: &[ResourceKey]) -> Result<Vec<ResourceKey>, CacheError> {
-        self.0.invalidate_many(keys).await
-    }
-    async fn invalidate_namespace(&self, namespace: &str) -> Result<Vec<ResourceKey>, CacheError> {
-        self.0.invalidate_namespace(namespace).await
-    }
-    async fn clear(&self) -> Result<u64, CacheError> {
-        self.0.clear().await
-    }
-    fn stats(&self) -> CacheStats {
-        self.0.stats()
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn b5_33_cache_read_failure_fails_the_build_with_the_cache_error_itself() {
     let clock = manual_clock();
     let log = new_log();
     let builder = config(vec![constant("rest", 1, &log).into()], &clock)
-        .cache(Arc::new(FailingReads(MemoryCache::new())))
+        .cache(Arc::new(
+            ScriptedCache::new(MemoryCache::new())
+                .failing_reads(CacheError::Unavailable("cache read failed".into())),
+        ))
         .max_pending_tasks(4)
         .build()
         .expect("valid builder");

@@ -10,6 +10,8 @@
 //!   builder: call counts and logs, in-flight and peak concurrency, run-time
 //!   re-scripting and [`Gate`]s that hold calls until the test opens them.
 //! - [`RecordingSink`]: an event and metrics sink that keeps everything.
+//! - [`ScriptedCache`]: a cache tier wrapper whose reads and writes can be
+//!   held, failed or made to panic, with every batch counted.
 //! - [`key`], [`ManualClock`] and snapshot assertions ([`assert_value`],
 //!   [`assert_failed`], [`assert_from_cache`], [`assert_stale`], ...).
 //!
@@ -60,6 +62,7 @@
 #![warn(missing_docs)]
 
 mod assertions;
+mod cache;
 mod declare;
 mod derived;
 mod gate;
@@ -73,6 +76,7 @@ pub use assertions::{
     assert_failed, assert_fresh, assert_from_cache, assert_not_from_cache, assert_stale,
     assert_value,
 };
+pub use cache::ScriptedCache;
 pub use derived::MockDerivedSource;
 pub use gate::Gate;
 pub use handle::MockHandle;

@@ -8,20 +8,14 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use coalestra_cache::MemoryCache;
 use coalestra_core::{
-    BuildOptions, CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy,
-    FetchContext, FnSource, FreshnessPolicy, ManualClock, ResiliencePolicy, ResourceError,
-    ResourceKey, RetryPolicy, Snapshot, SnapshotCache, SourceError, SourceOutput, SourceRef,
-    Timestamp, WriteResult,
+    BuildOptions, CircuitBreakerPolicy, FetchContext, FnSource, FreshnessPolicy, ManualClock,
+    ResiliencePolicy, ResourceError, ResourceKey, RetryPolicy, Snapshot, SourceError, SourceOutput,
+    SourceRef,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
 use coalestra_test::{key, MockDerivedSource, RecordingSink};
@@ -339,102 +333,4 @@ pub fn counter() -> Arc<AtomicUsize> {
 /// The calls `counter` has counted so far.
 pub fn counted(counter: &AtomicUsize) -> usize {
     counter.load(Ordering::SeqCst)
-}
-
-// -------------------------------------------------------------- caches
-
-/// Work a [`HeldCache`] awaits before a read or a write.
-type CacheHold = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// Wraps `hold` for a [`HeldCache`].
-fn cache_hold<F, Fut>(hold: F) -> CacheHold
-where
-    F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    Arc::new(move || Box::pin(hold()))
-}
-
-/// A [`MemoryCache`] that awaits a hold before every read and every write
-/// (none unless set), delegating everything else.
-pub struct HeldCache {
-    inner: MemoryCache,
-    before_read: Option<CacheHold>,
-    before_write: Option<CacheHold>,
-}
-
-impl HeldCache {
-    /// An empty memory cache holding nothing.
-    pub fn new() -> Self {
-        Self {
-            inner: MemoryCache::new(),
-            before_read: None,
-            before_write: None,
-        }
-    }
-
-    /// Awaits `hold()` before every read.
-    pub fn reads_after<F, Fut>(mut self, hold: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.before_read = Some(cache_hold(hold));
-        self
-    }
-
-    /// Awaits `hold()` before every write.
-    pub fn writes_after<F, Fut>(mut self, hold: F) -> Self
-    where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        self.before_write = Some(cache_hold(hold));
-        self
-    }
-}
-
-impl fmt::Debug for HeldCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeldCache")
-            .field("inner", &self.inner)
-            .field("holds_reads", &self.before_read.is_some())
-            .field("holds_writes", &self.before_write.is_some())
-            .finish()
-    }
-}
-
-#[async_trait]
-impl SnapshotCache for HeldCache {
-    async fn get_many(
-        &self,
-        reads: &[CacheRead],
-        now: Timestamp,
-    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        if let Some(hold) = &self.before_read {
-            hold().await;
-        }
-        self.inner.get_many(reads, now).await
-    }
-    async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
-        if let Some(hold) = &self.before_write {
-            hold().await;
-        }
-        self.inner.write_many(writes).await
-    }
-    async fn invalidate_many(&self, keys: &[ResourceKey]) -> Result<Vec<ResourceKey>, CacheError> {
-        self.inner.invalidate_many(keys).await
-    }
-    async fn invalidate_namespace(&self, namespace: &str) -> Result<Vec<ResourceKey>, CacheError> {
-        self.inner.invalidate_namespace(namespace).await
-    }
-    async fn clear(&self) -> Result<u64, CacheError> {
-        self.inner.clear().await
-    }
-    fn stats(&self) -> CacheStats {
-        self.inner.stats()
-    }
-    fn validates_dependency_versions(&self) -> bool {
-        self.inner.validates_dependency_versions()
-    }
 }
