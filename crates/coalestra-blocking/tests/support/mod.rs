@@ -7,9 +7,6 @@
 //! settle.
 #![allow(dead_code)]
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -17,12 +14,11 @@ use std::time::{Duration, Instant};
 use coalestra_blocking::{BlockingOptions, BlockingSnapshotBuilder};
 use coalestra_cache::MemoryCache;
 use coalestra_core::{
-    CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, CircuitBreakerPolicy, FetchContext,
-    FnSource, ResiliencePolicy, ResourceKey, RetryPolicy, SnapshotCache, SourceError, SourceOutput,
-    SourceRef, Timestamp, WriteResult,
+    CacheError, CircuitBreakerPolicy, FetchContext, FnSource, ResiliencePolicy, ResourceKey,
+    RetryPolicy, SnapshotCache, SourceError, SourceOutput, SourceRef,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
-use coalestra_test::{Gate, ManualClock};
+use coalestra_test::{Gate, ManualClock, ScriptedCache};
 
 /// Bounds every wait that would hang if the facade were broken.
 pub const LIVENESS: Duration = Duration::from_secs(30);
@@ -86,138 +82,58 @@ pub fn wait_until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
-/// What a [`TestCache`] does with batch writes.
-#[derive(Clone)]
-enum Writes {
-    Pass,
-    Hold(Hold),
-    Fail,
-}
-
-/// A [`MemoryCache`] whose writes can be held at a [`Hold`] or failed.
+/// A [`MemoryCache`] behind a [`ScriptedCache`] whose writes can be held at
+/// a [`Hold`] or failed. Clones share the cache.
 #[derive(Clone)]
 pub struct TestCache {
-    inner: MemoryCache,
-    writes: Writes,
-    write_calls: Arc<AtomicUsize>,
+    memory: MemoryCache,
+    scripted: Arc<ScriptedCache>,
 }
 
 impl TestCache {
     /// Writes pass straight through.
     pub fn passing() -> Self {
-        Self::with(Writes::Pass)
+        Self::scripted(|cache| cache)
     }
 
     /// Every write waits at the returned hold until it is released.
     pub fn held() -> (Self, Hold) {
         let hold = Hold::new();
-        (Self::with(Writes::Hold(hold.clone())), hold)
+        let waiting = hold.clone();
+        let cache = Self::scripted(move |cache| {
+            cache.writes_after(move || {
+                let hold = waiting.clone();
+                async move { hold.pass().await }
+            })
+        });
+        (cache, hold)
     }
 
     /// Every write fails with "cache write failed".
     pub fn failing() -> Self {
-        Self::with(Writes::Fail)
+        Self::scripted(|cache| {
+            cache.failing_writes(CacheError::Unavailable("cache write failed".into()))
+        })
     }
 
-    fn with(writes: Writes) -> Self {
-        Self {
-            inner: MemoryCache::new(),
-            writes,
-            write_calls: Arc::new(AtomicUsize::new(0)),
-        }
+    fn scripted(script: impl FnOnce(ScriptedCache) -> ScriptedCache) -> Self {
+        let memory = MemoryCache::new();
+        let scripted = Arc::new(script(ScriptedCache::new(memory.clone())));
+        Self { memory, scripted }
+    }
+
+    /// The cache a builder uses.
+    pub fn shared(&self) -> Arc<dyn SnapshotCache> {
+        Arc::clone(&self.scripted) as Arc<dyn SnapshotCache>
     }
 
     /// The stored revision of `key`, if any.
     pub fn peek(&self, key: &ResourceKey) -> Option<coalestra_core::SnapshotValue> {
-        self.inner.peek(key)
+        self.memory.peek(key)
     }
 
     pub fn write_calls(&self) -> usize {
-        self.write_calls.load(Ordering::SeqCst)
-    }
-}
-
-impl fmt::Debug for TestCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TestCache").finish_non_exhaustive()
-    }
-}
-
-type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CacheError>> + Send + 'a>>;
-
-// The trait is declared with `async_trait`; this is its expanded form, so the
-// tests need no macro dependency.
-impl SnapshotCache for TestCache {
-    fn get_many<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        reads: &'life1 [CacheRead],
-        now: Timestamp,
-    ) -> CacheFuture<'async_trait, Vec<Option<CacheHit>>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.get_many(reads, now)
-    }
-
-    fn write_many<'life0, 'async_trait>(
-        &'life0 self,
-        writes: Vec<CacheWrite>,
-    ) -> CacheFuture<'async_trait, Vec<WriteResult>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        Box::pin(async move {
-            self.write_calls.fetch_add(1, Ordering::SeqCst);
-            match &self.writes {
-                Writes::Pass => {}
-                Writes::Hold(hold) => hold.pass().await,
-                Writes::Fail => return Err(CacheError::Unavailable("cache write failed".into())),
-            }
-            self.inner.write_many(writes).await
-        })
-    }
-
-    fn invalidate_many<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        keys: &'life1 [ResourceKey],
-    ) -> CacheFuture<'async_trait, Vec<ResourceKey>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.invalidate_many(keys)
-    }
-
-    fn invalidate_namespace<'life0, 'life1, 'async_trait>(
-        &'life0 self,
-        namespace: &'life1 str,
-    ) -> CacheFuture<'async_trait, Vec<ResourceKey>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.invalidate_namespace(namespace)
-    }
-
-    fn clear<'life0, 'async_trait>(&'life0 self) -> CacheFuture<'async_trait, u64>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
-        self.inner.clear()
-    }
-
-    fn stats(&self) -> CacheStats {
-        self.inner.stats()
-    }
-
-    fn validates_dependency_versions(&self) -> bool {
-        self.inner.validates_dependency_versions()
+        self.scripted.writes()
     }
 }
 
@@ -247,7 +163,7 @@ pub fn facade_with_cache(
     options: BlockingOptions,
 ) -> BlockingSnapshotBuilder {
     let builder = config(sources)
-        .cache(Arc::new(cache.clone()))
+        .cache(cache.shared())
         .build()
         .expect("valid builder");
     facade(builder, options)
