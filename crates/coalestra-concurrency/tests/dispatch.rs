@@ -379,3 +379,30 @@ async fn a_slot_freed_by_a_finished_item_serves_the_next_item() {
     release.send(()).expect("item 0 waits");
     assert_eq!(run.await, vec![0, 1, 2, 3, 4, 5]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_single_item_runs_in_place_with_the_same_outcomes() {
+    // Its output, its error and its cancellation are those of a larger
+    // dispatch (a single item runs without a worker slot).
+    let out = dispatch_bounded([7], nz(4), |n| async move {
+        tokio::task::yield_now().await;
+        n * 2
+    })
+    .await;
+    assert_eq!(out, [14]);
+    let failed = try_dispatch_bounded(["x"], nz(1), |text| async move { text.parse::<u32>() });
+    assert!(failed.await.is_err());
+
+    let dropped = Rc::new(Cell::new(0));
+    let mut dispatch = Box::pin(dispatch_bounded(Some(1), nz(1), |_| {
+        let guard = DropCounter(Rc::clone(&dropped));
+        async move {
+            let _guard = guard;
+            pending::<()>().await;
+        }
+    }));
+    assert!(poll_once(dispatch.as_mut()).await.is_pending());
+    assert_eq!(dropped.get(), 0);
+    drop(dispatch);
+    assert_eq!(dropped.get(), 1);
+}

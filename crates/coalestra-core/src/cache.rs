@@ -60,6 +60,16 @@ pub struct CacheLookup<'a> {
     pub policy: &'a FreshnessPolicy,
 }
 
+impl From<CacheLookup<'_>> for CacheRead {
+    /// An owned read: the key is cloned (a reference count).
+    fn from(lookup: CacheLookup<'_>) -> Self {
+        Self {
+            key: lookup.key.clone(),
+            policy: *lookup.policy,
+        }
+    }
+}
+
 impl<'a> From<&'a CacheRead> for CacheLookup<'a> {
     fn from(read: &'a CacheRead) -> Self {
         Self {
@@ -250,13 +260,7 @@ pub trait SnapshotCache: Send + Sync + fmt::Debug {
         lookups: &[CacheLookup<'_>],
         now: Timestamp,
     ) -> Result<Vec<Option<CacheHit>>, CacheError> {
-        let reads: Vec<CacheRead> = lookups
-            .iter()
-            .map(|l| CacheRead {
-                key: l.key.clone(),
-                policy: *l.policy,
-            })
-            .collect();
+        let reads: Vec<CacheRead> = lookups.iter().copied().map(CacheRead::from).collect();
         self.get_many(&reads, now).await
     }
 

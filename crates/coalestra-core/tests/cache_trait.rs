@@ -100,7 +100,7 @@ async fn lookup_many_defaults_to_one_get_many_with_the_same_keys_and_policies() 
 }
 
 #[test]
-fn a_borrowed_lookup_converts_from_an_owned_read() {
+fn lookups_and_owned_reads_convert_both_ways() {
     let read = CacheRead {
         key: key("C"),
         policy: FreshnessPolicy::fresh_for(std::time::Duration::from_secs(1)),
@@ -108,4 +108,8 @@ fn a_borrowed_lookup_converts_from_an_owned_read() {
     let lookup = CacheLookup::from(&read);
     assert_eq!(lookup.key, &read.key);
     assert_eq!(*lookup.policy, read.policy);
+    // And back: an owned read of the same key and policy.
+    let owned = CacheRead::from(lookup);
+    assert_eq!(owned.key, read.key);
+    assert_eq!(owned.policy, read.policy);
 }

@@ -258,9 +258,7 @@ impl Engine {
                 taken.outcomes[i] = Some(Ok(value));
             }
             Freshness::StaleUsable => {
-                tally.misses += 1;
-                self.emit
-                    .count_resource("cache_access_total", key, &[("status", "miss")]);
+                tally.miss(self, key);
                 if taken.stale.is_empty() {
                     taken.stale.resize(taken.keys.len(), None);
                 }

@@ -179,7 +179,11 @@ impl Engine {
             let Some(width) = NonZeroUsize::new(groups.len()) else {
                 break;
             };
-            let mut absorb = |results: Vec<(usize, KeyAttempt)>| {
+            let levels = dispatch_bounded(groups, width, |(e, supported)| {
+                self.run_level(&entries[e], supported, keys, job, path)
+            })
+            .await;
+            for results in levels {
                 for (i, attempt) in results {
                     states[i].absorb(attempt);
                     // Publish fresh values to the job's tree at once, so
@@ -188,23 +192,7 @@ impl Engine {
                         job.tree.finish(&keys[i], &Ok(value.clone()));
                     }
                 }
-            };
-            if width.get() == 1 {
-                // One source at this level (the usual case): it runs
-                // directly, without a dispatch of one.
-                if let Some((e, supported)) = groups.pop_first() {
-                    absorb(
-                        self.run_level(&entries[e], supported, keys, job, path)
-                            .await,
-                    );
-                }
-                continue;
             }
-            let levels = dispatch_bounded(groups, width, |(e, supported)| {
-                self.run_level(&entries[e], supported, keys, job, path)
-            })
-            .await;
-            levels.into_iter().for_each(absorb);
         }
         for state in &mut states {
             if let Some(flight) = state.delegated.take() {

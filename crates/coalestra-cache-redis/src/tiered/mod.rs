@@ -317,13 +317,7 @@ impl SnapshotCache for TieredCache {
             .iter()
             .map(|&i| shared.epochs.stamp(reads[i].key))
             .collect();
-        let l2_reads: Vec<CacheRead> = missing
-            .iter()
-            .map(|&i| CacheRead {
-                key: reads[i].key.clone(),
-                policy: *reads[i].policy,
-            })
-            .collect();
+        let l2_reads: Vec<CacheRead> = missing.iter().map(|&i| reads[i].into()).collect();
         let hits = match shared.l2.get_many(&l2_reads, now).await {
             Ok(hits) => hits,
             Err(error) => {

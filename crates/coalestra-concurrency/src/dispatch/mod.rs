@@ -101,7 +101,7 @@ const PRESIZE_LIMIT: usize = 1024;
 async fn collect_in_order<I, F, Fut, T, E>(
     items: I,
     max_workers: NonZeroUsize,
-    f: F,
+    mut f: F,
     mut accept: impl FnMut(Fut::Output) -> Result<T, E>,
 ) -> Result<Vec<T>, E>
 where
@@ -109,7 +109,14 @@ where
     F: FnMut(I::Item) -> Fut,
     Fut: Future,
 {
-    let mut run = BoundedRun::new(items.into_iter(), max_workers, f);
+    let mut items = items.into_iter();
+    // A single item runs in place: no worker slot and no waker.
+    if items.size_hint() == (1, Some(1)) {
+        if let Some(item) = items.next() {
+            return Ok(vec![accept(f(item).await)?]);
+        }
+    }
+    let mut run = BoundedRun::new(items, max_workers, f);
     let mut outputs: Vec<Option<T>> = Vec::with_capacity(run.size_hint().min(PRESIZE_LIMIT));
     poll_fn(|cx| {
         run.poll_run(cx, |index, output| {
