@@ -247,13 +247,7 @@ async fn empty_batches_never_reach_the_cache() {
 #[tokio::test]
 async fn background_publications_are_bounded() {
     let gate = Gate::new();
-    let cache = Arc::new(ScriptedCache::new(MemoryCache::new()).writes_after({
-        let gate = gate.clone();
-        move || {
-            let gate = gate.clone();
-            async move { gate.pass().await }
-        }
-    }));
+    let cache = Arc::new(ScriptedCache::new(MemoryCache::new()).writes_at(&gate));
     let publisher = ResourcePublisher::new(
         cache.clone(),
         PublisherConfig {

@@ -9,22 +9,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use coalestra_core::{
-    CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, ResourceKey, SnapshotCache, Timestamp,
-    WriteResult,
+    CacheError, CacheHit, CacheLookup, CacheRead, CacheStats, CacheWrite, ResourceKey,
+    SnapshotCache, Timestamp, WriteResult,
 };
 
+use crate::Gate;
+
 /// Work awaited before a call goes on.
-type Hold = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+type Hold = Box<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// What one kind of call does before (or instead of) reaching the inner
 /// cache.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Step {
     hold: Option<Hold>,
     trouble: Option<Trouble>,
 }
 
-#[derive(Clone)]
 enum Trouble {
     Fail(CacheError),
     Panic(&'static str),
@@ -44,11 +45,13 @@ impl Step {
     }
 
     fn describe(&self) -> &'static str {
-        match (&self.hold, &self.trouble) {
-            (_, Some(Trouble::Fail(_))) => "fails",
-            (_, Some(Trouble::Panic(_))) => "panics",
-            (Some(_), None) => "held",
-            (None, None) => "passes",
+        match (self.hold.is_some(), &self.trouble) {
+            (false, None) => "passes",
+            (true, None) => "held",
+            (false, Some(Trouble::Fail(_))) => "fails",
+            (true, Some(Trouble::Fail(_))) => "held, then fails",
+            (false, Some(Trouble::Panic(_))) => "panics",
+            (true, Some(Trouble::Panic(_))) => "held, then panics",
         }
     }
 }
@@ -56,8 +59,9 @@ impl Step {
 /// A [`SnapshotCache`] that delegates to another cache, with scripted
 /// trouble on the way.
 ///
-/// Reads (`get_many`, and so every read made through the trait's default
-/// methods) and writes (`write_many`, and so `write`) can each wait on a
+/// Reads (`get_many` and `lookup_many`, and so every read made through the
+/// trait's default methods) and writes (`write_many`, and so `write`) can
+/// each wait on a
 /// hold before going on (a [`Gate`](crate::Gate), a sleep on paused test
 /// time, any future), fail with a given [`CacheError`] without reaching
 /// the inner cache, or panic. Read, write and invalidation batches are
@@ -155,6 +159,26 @@ impl ScriptedCache {
         self
     }
 
+    /// Every read batch passes `gate` first (counted among its arrivals).
+    #[must_use]
+    pub fn reads_at(self, gate: &Gate) -> Self {
+        let gate = gate.clone();
+        self.reads_after(move || {
+            let gate = gate.clone();
+            async move { gate.pass().await }
+        })
+    }
+
+    /// Every write batch passes `gate` first (counted among its arrivals).
+    #[must_use]
+    pub fn writes_at(self, gate: &Gate) -> Self {
+        let gate = gate.clone();
+        self.writes_after(move || {
+            let gate = gate.clone();
+            async move { gate.pass().await }
+        })
+    }
+
     /// Every read batch fails with `error` (after its hold, if any) without
     /// reaching the inner cache.
     #[must_use]
@@ -212,7 +236,7 @@ where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    Arc::new(move || Box::pin(hold()))
+    Box::new(move || Box::pin(hold()))
 }
 
 impl fmt::Debug for ScriptedCache {
@@ -238,6 +262,16 @@ impl SnapshotCache for ScriptedCache {
         self.read_calls.fetch_add(1, Ordering::SeqCst);
         self.reads.run().await?;
         self.inner.get_many(reads, now).await
+    }
+
+    async fn lookup_many(
+        &self,
+        lookups: &[CacheLookup<'_>],
+        now: Timestamp,
+    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
+        self.read_calls.fetch_add(1, Ordering::SeqCst);
+        self.reads.run().await?;
+        self.inner.lookup_many(lookups, now).await
     }
 
     async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {

@@ -11,7 +11,8 @@
 //!   re-scripting and [`Gate`]s that hold calls until the test opens them.
 //! - [`RecordingSink`]: an event and metrics sink that keeps everything.
 //! - [`ScriptedCache`]: a cache tier wrapper whose reads and writes can be
-//!   held, failed or made to panic, with every batch counted.
+//!   held, failed or made to panic, with its read, write and invalidation
+//!   batches counted.
 //! - [`key`], [`ManualClock`] and snapshot assertions ([`assert_value`],
 //!   [`assert_failed`], [`assert_from_cache`], [`assert_stale`], ...).
 //!

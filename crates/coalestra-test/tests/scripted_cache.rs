@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coalestra_core::{
-    CacheError, CacheHit, CacheRead, CacheStats, CacheWrite, FreshnessPolicy, Payload, ResourceKey,
-    SnapshotCache, SnapshotValue, ValueParts, WriteOutcome, WriteResult,
+    CacheError, CacheHit, CacheLookup, CacheRead, CacheStats, CacheWrite, FreshnessPolicy, Payload,
+    ResourceKey, SnapshotCache, SnapshotValue, ValueParts, WriteOutcome, WriteResult,
 };
 use coalestra_test::{key, Gate, ScriptedCache, Timestamp};
 
@@ -37,6 +37,14 @@ impl SnapshotCache for Recording {
     ) -> Result<Vec<Option<CacheHit>>, CacheError> {
         self.record("get_many");
         Ok(vec![None; reads.len()])
+    }
+    async fn lookup_many(
+        &self,
+        lookups: &[CacheLookup<'_>],
+        _now: Timestamp,
+    ) -> Result<Vec<Option<CacheHit>>, CacheError> {
+        self.record("lookup_many");
+        Ok(vec![None; lookups.len()])
     }
     async fn write_many(&self, writes: Vec<CacheWrite>) -> Result<Vec<WriteResult>, CacheError> {
         self.record("write_many");
@@ -129,23 +137,7 @@ async fn an_unscripted_cache_passes_every_call_through() {
 async fn held_reads_and_writes_wait_for_their_hold() {
     let (inner, cache) = scripted();
     let (reads, writes) = (Gate::new(), Gate::new());
-    let cache = Arc::new(
-        cache
-            .reads_after({
-                let gate = reads.clone();
-                move || {
-                    let gate = gate.clone();
-                    async move { gate.pass().await }
-                }
-            })
-            .writes_after({
-                let gate = writes.clone();
-                move || {
-                    let gate = gate.clone();
-                    async move { gate.pass().await }
-                }
-            }),
-    );
+    let cache = Arc::new(cache.reads_at(&reads).writes_at(&writes));
     let reading = tokio::spawn({
         let cache = Arc::clone(&cache);
         async move { read(&cache).await }
@@ -188,7 +180,7 @@ async fn failing_calls_never_reach_the_inner_cache() {
     assert!(inner.calls().is_empty());
     assert_eq!((cache.reads(), cache.writes()), (1, 1));
     let debug = format!("{cache:?}");
-    assert!(debug.contains("reads: \"fails\""), "{debug}");
+    assert!(debug.contains("reads: \"held, then fails\""), "{debug}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -212,8 +204,64 @@ async fn panicking_calls_panic_with_their_message() {
         let cache = Arc::clone(&cache);
         async move { read(&cache).await }
     });
-    assert!(reading.await.unwrap_err().is_panic());
+    let panic = reading.await.unwrap_err().into_panic();
+    assert_eq!(
+        panic.downcast_ref::<String>().map(String::as_str),
+        Some("cache read exploded")
+    );
     assert!(inner.calls().is_empty());
     assert_eq!((cache.reads(), cache.writes()), (1, 1));
     assert!(format!("{cache:?}").contains("writes: \"panics\""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn borrowed_lookups_are_scripted_and_reach_the_inner_lookup() {
+    let (inner, cache) = scripted();
+    let gate = Gate::new();
+    let cache = Arc::new(cache.reads_at(&gate));
+    let looking = tokio::spawn({
+        let cache = Arc::clone(&cache);
+        async move {
+            let (price, policy) = (key("rates:eur"), FreshnessPolicy::default());
+            let lookups = [CacheLookup {
+                key: &price,
+                policy: &policy,
+            }];
+            cache
+                .lookup_many(&lookups, Timestamp::from_secs(10.0))
+                .await
+        }
+    });
+    gate.wait_for_arrivals(1).await;
+    assert_eq!(cache.reads(), 1);
+    assert!(inner.calls().is_empty());
+    gate.open();
+    assert_eq!(looking.await.unwrap().unwrap().len(), 1);
+    // The inner cache's own borrowed read, not its `get_many`.
+    assert_eq!(inner.calls(), ["lookup_many"]);
+    assert!(Arc::ptr_eq(
+        cache.inner(),
+        &(Arc::clone(&inner) as Arc<dyn SnapshotCache>)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_debug_form_tells_every_scripted_step() {
+    let (_inner, cache) = scripted();
+    let passing = format!("{cache:?}");
+    assert!(passing.contains("reads: \"passes\""), "{passing}");
+    let cache = cache
+        .reads_after(|| async {})
+        .panicking_reads("boom")
+        .writes_after(|| async {})
+        .failing_writes(CacheError::Closed);
+    let scripted = format!("{cache:?}");
+    assert!(
+        scripted.contains("reads: \"held, then panics\""),
+        "{scripted}"
+    );
+    assert!(
+        scripted.contains("writes: \"held, then fails\""),
+        "{scripted}"
+    );
 }
