@@ -15,7 +15,6 @@
 //!   revalidation (B15.1–B15.11, B15.14–B15.19).
 //! - Precedence: required errors, then consistency, then acceptance (B12.6).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra_cache::PublishOptions;
@@ -34,7 +33,7 @@ use coalestra_test::{
 };
 
 mod support;
-use support::{a, b, c, long_ttl, single_attempt_config};
+use support::{a, b, c, long_ttl, recording, single_attempt_config, text};
 
 fn opt() -> ResourceKey {
     key("market:price:OPTIONAL")
@@ -55,10 +54,10 @@ fn at(s: f64) -> Timestamp {
 }
 
 fn config(sources: Vec<SourceRef>, clock: &ManualClock, sink: &RecordingSink) -> BuilderConfig {
-    single_attempt_config(sources, clock)
-        .default_policy(long_ttl())
-        .events(Arc::new(sink.clone()))
-        .metrics(Arc::new(sink.clone()))
+    recording(
+        single_attempt_config(sources, clock).default_policy(long_ttl()),
+        sink,
+    )
 }
 
 /// A source "rest" answering `"<subject>"` for each key observed at the
@@ -170,12 +169,6 @@ fn build_error(error: &CoalestraError) -> &BuildError {
     error
         .as_build()
         .unwrap_or_else(|| panic!("a build error, got {error:?}"))
-}
-
-fn text<'a>(snapshot: &'a Snapshot, key: &ResourceKey) -> &'a str {
-    snapshot
-        .value::<String>(key)
-        .unwrap_or_else(|e| panic!("{key} should hold a string: {e}"))
 }
 
 fn versions(snapshot: &Snapshot) -> Vec<(ResourceKey, coalestra_core::Version)> {

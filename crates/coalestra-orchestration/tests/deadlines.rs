@@ -409,11 +409,7 @@ async fn capacity_wait_deadline_is_counted() {
         tokio::spawn(async move { builder.build([price()]).await })
     };
     gate.wait_for_arrivals(1).await;
-    let _ = builder
-        .build_with(
-            [key("market:price:ETH")],
-            BuildOptions::new().deadline(DEADLINE).strict(false),
-        )
+    let _ = lenient_by_deadline(&builder, &[key("market:price:ETH")])
         .await
         .expect("non-strict build");
     gate.open();

@@ -6,7 +6,6 @@
 //! is tested with the blocking crate).
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use coalestra_core::{
@@ -18,7 +17,7 @@ use coalestra_orchestration::{ResolveOptions, SessionOptions, SnapshotBuilder, S
 use coalestra_test::{key, MockHandle, MockSource, RecordingSink};
 
 mod support;
-use support::{a, b, c, long_ttl, recorded_by, single_attempt};
+use support::{a, b, c, long_ttl, recorded_by, single_attempt_config};
 
 fn failing() -> ResourceKey {
     key("market:price:FAIL")
@@ -41,10 +40,7 @@ fn fixture() -> (SnapshotBuilder, MockHandle, RecordingSink) {
         .always_fail(failing(), SourceError::unavailable("FAIL is down"))
         .always_fail(also_failing(), SourceError::unavailable("FAIL2 is down"));
     let handle = source.handle();
-    let config = SnapshotBuilder::builder([source.into()])
-        .clock(Arc::new(clock))
-        .resilience(single_attempt())
-        .default_policy(long_ttl());
+    let config = single_attempt_config(vec![source.into()], &clock).default_policy(long_ttl());
     let builder = recorded_by(config, &sink);
     (builder, handle, sink)
 }

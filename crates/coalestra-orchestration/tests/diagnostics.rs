@@ -11,17 +11,15 @@ use std::time::Duration;
 
 use coalestra_core::error::ERROR_SCHEMA;
 use coalestra_core::{
-    BuildError, BuildErrorKind, BuildOptions, CircuitBreakerPolicy, FetchContext, FnBatchSource,
-    FnDerivedSource, FnSource, FreshnessPolicy, ManualClock, RefreshMode, ResiliencePolicy,
-    ResourceError, ResourceKey, RetryPolicy, Snapshot, SourceError, SourceFailure, SourceOptions,
-    SourceOutput, SourceRef, Timestamp,
+    BuildError, BuildErrorKind, BuildOptions, FetchContext, FnBatchSource, FnDerivedSource,
+    FnSource, FreshnessPolicy, ManualClock, RefreshMode, ResourceError, ResourceKey, Snapshot,
+    SourceError, SourceFailure, SourceOptions, SourceOutput, SourceRef, Timestamp,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
 use coalestra_test::key;
 
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
-}
+mod support;
+use support::single_attempt;
 
 /// A config with a manual clock and the default resilience (two attempts
 /// for transient errors).

@@ -25,7 +25,7 @@ use coalestra_core::{
     ResourceKey, RetryPolicy, Snapshot, SourceError, SourceOptions, SourceOutput, Timestamp,
 };
 use coalestra_orchestration::{ResolveOptions, RevalidateOptions, SessionOptions, SnapshotBuilder};
-use coalestra_test::{Gate, MetricSample, MetricValue, RecordingSink};
+use coalestra_test::{key, Gate, MetricSample, MetricValue, RecordingSink};
 use support::{build_lenient, join, recorded_by, single_attempt, spawn_strict};
 
 mod support;
@@ -298,10 +298,6 @@ fn appendix_b(name: &str) -> Option<&'static [&'static str]> {
 // ---------------------------------------------------------------------------
 // Keys and helpers
 // ---------------------------------------------------------------------------
-
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
 
 /// Success and cache hit.
 fn btc() -> ResourceKey {

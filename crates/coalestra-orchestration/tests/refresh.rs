@@ -10,25 +10,18 @@ use std::time::Duration;
 use coalestra_cache::MemoryCache;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
-    BuildOptions, CacheWrite, CircuitBreakerPolicy, Clock, Event, FetchContext, FnSource,
-    FreshnessPolicy, ManualClock, Metadata, Payload, RefreshMode, ResiliencePolicy, ResourceKey,
-    RetryPolicy, Snapshot, SnapshotValue, SourceError, SourceOutput, Timestamp,
+    BuildOptions, CacheWrite, Clock, Event, FetchContext, FnSource, FreshnessPolicy, ManualClock,
+    Metadata, Payload, RefreshMode, ResourceKey, Snapshot, SnapshotValue, SourceError,
+    SourceOutput, Timestamp,
 };
 use coalestra_orchestration::{BuilderConfig, SnapshotBuilder};
-use coalestra_test::{Gate, ScriptedCache};
+use coalestra_test::{key, Gate, ScriptedCache};
 
 mod support;
-
-fn key(text: &str) -> ResourceKey {
-    ResourceKey::parse(text).expect("test keys are valid")
-}
+use support::single_attempt;
 
 fn price() -> ResourceKey {
     key("market:price:BTC")
-}
-
-fn single_attempt() -> ResiliencePolicy {
-    ResiliencePolicy::new(RetryPolicy::none(), CircuitBreakerPolicy::disabled())
 }
 
 fn secs(s: u64) -> Duration {

@@ -524,7 +524,7 @@ fn scoped_builder(scope: CircuitScope, primary_log: &CallLog) -> SnapshotBuilder
 
 async fn resolve_text(builder: &SnapshotBuilder, key: &ResourceKey) -> String {
     let snapshot = build_one(builder, key).await;
-    text(&snapshot, key)
+    text(&snapshot, key).to_owned()
 }
 
 /// Resolves each `(key, expected text)` in order through a

@@ -26,7 +26,7 @@ use coalestra_test::{key, MockHandle, MockSource, RecordingSink};
 mod support;
 use support::{
     a, b, chain_deriver, chained, doubled, long_ttl, numbered, raw, recording,
-    single_attempt_config, Calls, HANG_GUARD,
+    single_attempt_config, text, Calls, HANG_GUARD,
 };
 
 fn unrelated() -> ResourceKey {
@@ -53,12 +53,6 @@ fn numbered_builder(clock: &ManualClock) -> (SnapshotBuilder, Calls) {
         .build()
         .expect("valid builder");
     (builder, calls)
-}
-
-fn text<'a>(snapshot: &'a Snapshot, key: &ResourceKey) -> &'a str {
-    snapshot
-        .value::<String>(key)
-        .unwrap_or_else(|e| panic!("{key} should hold a string: {e}"))
 }
 
 fn number(snapshot: &Snapshot, key: &ResourceKey) -> u64 {

@@ -26,17 +26,11 @@ use coalestra_test::{MockHandle, MockSource};
 mod support;
 use support::{
     a, b, chain_deriver, chained, doubled, long_ttl, numbered, raw,
-    single_attempt_config as config, Calls, HANG_GUARD,
+    single_attempt_config as config, text, Calls, HANG_GUARD,
 };
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-fn text<'a>(snapshot: &'a Snapshot, key: &ResourceKey) -> &'a str {
-    snapshot
-        .value::<String>(key)
-        .unwrap_or_else(|e| panic!("{key} should hold a string: {e}"))
 }
 
 /// A builder over [`numbered`] "rest" on a manual clock at 1000 s, with

@@ -28,9 +28,11 @@ use support::{
 
 // ---------------------------------------------------------------- helpers
 
-/// Lets every spawned task run until all of them are blocked: with paused
-/// time the runtime only advances the clock once nothing else can run.
-async fn settle() {
+/// Sleeps 1 ms on the paused clock, so every spawned task runs until all
+/// of them are blocked: with paused time the runtime only advances the
+/// clock once nothing else can run. (Unlike `support::settle`, this moves
+/// the clock.)
+async fn sleep_a_tick() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
@@ -177,7 +179,7 @@ async fn b6_1_concurrent_builds_coalesce_an_identical_resource() {
 
     let first = spawn_price(&builder, &price);
     let second = spawn_parked(&builder, &price, &gate).await;
-    settle().await;
+    sleep_a_tick().await;
     assert_eq!(
         gate.arrivals(),
         1,
@@ -212,7 +214,7 @@ async fn overlapping_builds_fetch_the_shared_key_once() {
     gate.wait_for_arrivals(2).await;
     let second = spawn_build(&builder, vec![b.clone(), c.clone()], BuildOptions::new());
     gate.wait_for_arrivals(3).await;
-    settle().await;
+    sleep_a_tick().await;
     assert_eq!(gate.arrivals(), 3, "B is not fetched a second time");
     assert_eq!(builder.in_flight(), 3);
     gate.open();
@@ -252,7 +254,7 @@ async fn thousand_concurrent_builds_of_one_key_make_exactly_one_source_call() {
         builds.spawn(async move { builder.build([price]).await });
     }
     gate.wait_for_arrivals(1).await;
-    settle().await;
+    sleep_a_tick().await;
     assert_eq!(gate.arrivals(), 1);
     gate.open();
     let mut coalesced = 0;
@@ -284,7 +286,7 @@ async fn b6_2_concurrent_identical_batch_builds_share_one_batch_call() {
     let first = spawn_build(&builder, keys.clone(), BuildOptions::new());
     let second = spawn_build(&builder, keys.clone(), BuildOptions::new());
     gate.wait_for_arrivals(1).await;
-    settle().await;
+    sleep_a_tick().await;
     gate.open();
     let first = first.await.expect("task").expect("first build");
     let second = second.await.expect("task").expect("second build");
@@ -357,7 +359,7 @@ async fn b6_6_joiner_is_marked_coalesced_counted_and_metered_by_resource_type() 
 
     let owner = spawn_parked(&builder, &price, &gate).await;
     let joiner = spawn_price(&builder, &price);
-    settle().await;
+    sleep_a_tick().await;
     gate.open();
     let owner = owner.await.expect("task").expect("owner build");
     let joiner = joiner.await.expect("task").expect("joiner build");
@@ -393,7 +395,7 @@ async fn b6_4_cancelled_waiter_does_not_cancel_shared_work_or_leak_the_registry(
 
     let owner = spawn_parked(&builder, &price, &gate).await;
     let waiter = spawn_price(&builder, &price);
-    settle().await;
+    sleep_a_tick().await;
     waiter.abort();
     let cancelled = waiter.await.expect_err("the waiter was cancelled");
     assert!(cancelled.is_cancelled());
@@ -415,7 +417,7 @@ async fn cancelled_owner_does_not_cancel_the_fetch_its_joiner_waits_for() {
 
     let owner = spawn_parked(&builder, &price, &gate).await;
     let joiner = spawn_price(&builder, &price);
-    settle().await;
+    sleep_a_tick().await;
     owner.abort();
     assert!(owner.await.expect_err("cancelled").is_cancelled());
     gate.open();
@@ -450,7 +452,7 @@ async fn b6_5_cancelling_the_only_caller_lets_the_fetch_finish_and_releases_capa
     assert!(only.await.expect_err("cancelled").is_cancelled());
     assert_eq!(gate.waiting(), 1, "the producer keeps running");
     gate.open();
-    settle().await;
+    sleep_a_tick().await;
 
     let released = builder.capacity();
     assert_eq!(released.global.in_use, 0);
@@ -478,7 +480,7 @@ async fn b6_7_shared_failure_reaches_every_caller_with_one_source_call() {
 
     let first = spawn_price(&builder, &price);
     let second = spawn_parked(&builder, &price, &gate).await;
-    settle().await;
+    sleep_a_tick().await;
     gate.open();
     let first = first.await.expect("task").expect_err("first fails");
     let second = second.await.expect("task").expect_err("second fails");
@@ -513,7 +515,7 @@ async fn b6_8_waiters_get_an_error_when_the_shared_fetch_dies_without_an_outcome
 
     let first = spawn_price(&builder, &price);
     let second = spawn_parked(&builder, &price, &gate).await;
-    settle().await;
+    sleep_a_tick().await;
     gate.open();
     let outcomes = tokio::time::timeout(Duration::from_secs(5), async {
         (first.await, second.await)
@@ -606,7 +608,7 @@ async fn b6_9_in_flight_is_zero_when_idle_and_never_leaks() {
     // The caller returns at its deadline; the detached fetch, bound by the
     // same deadline, ends at that instant in its own task. Let it finish
     // (the gate stays closed: nothing but the deadline can end it).
-    settle().await;
+    sleep_a_tick().await;
     assert_eq!(builder.in_flight(), 0, "after deadline");
     assert_eq!(
         hang.waiting(),
@@ -624,7 +626,7 @@ async fn b6_9_in_flight_is_zero_when_idle_and_never_leaks() {
     cancelled.abort();
     assert!(cancelled.await.expect_err("cancelled").is_cancelled());
     hang.open();
-    settle().await;
+    sleep_a_tick().await;
     assert_eq!(builder.in_flight(), 0, "after cancellation");
     assert_eq!(builder.health().singleflight_in_flight, 0);
     assert_eq!(builder.active_tasks(), 0);
@@ -791,7 +793,7 @@ async fn b6_13_coalesced_callers_share_one_immutable_payload() {
     let first = spawn_build(&builder, vec![book.clone()], BuildOptions::new());
     let second = spawn_build(&builder, vec![book.clone()], BuildOptions::new());
     gate.wait_for_arrivals(1).await;
-    settle().await;
+    sleep_a_tick().await;
     gate.open();
     let first = first.await.expect("task").expect("first build");
     let second = second.await.expect("task").expect("second build");
@@ -850,13 +852,13 @@ async fn a_caller_dropped_after_its_first_poll_hands_the_work_to_a_task() {
         "the work moved to a tracked task"
     );
     let joiner = spawn_price(&builder, &price);
-    settle().await;
+    sleep_a_tick().await;
     gate.open();
     let joined = joiner.await.expect("task").expect("shared value");
 
     assert_joined_42(&joined, &price);
     assert_eq!(entries(&log).len(), 1, "one call for both callers");
-    settle().await;
+    sleep_a_tick().await;
     assert_eq!(builder.active_tasks(), 0);
     assert_eq!(builder.in_flight(), 0);
 }
@@ -870,7 +872,7 @@ async fn close_waits_for_work_running_inside_a_caller() {
         let builder = builder.clone();
         tokio::spawn(async move { builder.close().await })
     };
-    settle().await;
+    sleep_a_tick().await;
     assert!(!closing.is_finished(), "close waits for the running fetch");
     gate.open();
     closing.await.expect("close");

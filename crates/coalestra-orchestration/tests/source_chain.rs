@@ -14,16 +14,17 @@ use std::time::Duration;
 use coalestra_cache::MemoryCache;
 use coalestra_core::value::ValueParts;
 use coalestra_core::{
-    AuthorityResolver, BuildOptions, CacheError, CacheWrite, CoalestraError, FetchContext,
-    FnBatchSource, FnSource, FreshnessPolicy, ManualClock, Payload, ResourceKey, Snapshot,
-    SnapshotValue, SourceAuthorityPolicy, SourceError, SourceOptions, SourceOutput, SourceRef,
-    Timestamp,
+    AuthorityResolver, CacheError, CacheWrite, CoalestraError, FetchContext, FnBatchSource,
+    FnSource, FreshnessPolicy, ManualClock, Payload, ResourceKey, Snapshot, SnapshotValue,
+    SourceAuthorityPolicy, SourceError, SourceOptions, SourceOutput, SourceRef, Timestamp,
 };
 use coalestra_orchestration::SnapshotBuilder;
 use coalestra_test::{key, Gate, RecordingSink, ScriptedCache};
 
 mod support;
-use support::{batch_calls, entries, new_log, push, single_attempt_config as config, Batches, Log};
+use support::{
+    batch_calls, entries, lenient, new_log, push, single_attempt_config as config, Batches, Log,
+};
 
 // ---------------------------------------------------------------- helpers
 
@@ -129,10 +130,6 @@ fn sync_batch(seen: &ThreadSlot) -> FnBatchSource {
         all_ones(keys)
     })
     .with_supports(|k: &ResourceKey| k.name() == "mark")
-}
-
-fn non_strict() -> BuildOptions {
-    BuildOptions::new().strict(false)
 }
 
 fn now(clock: &ManualClock) -> Timestamp {
@@ -333,7 +330,7 @@ async fn b5_8_no_compatible_source_is_an_unsupported_resolution_error() {
     let odd = key("market:volume:BTC");
 
     let snapshot = builder
-        .build_with([odd.clone()], non_strict())
+        .build_with([odd.clone()], lenient())
         .await
         .expect("non-strict");
     let error = snapshot
@@ -559,7 +556,7 @@ async fn b5_12_stale_source_data_is_recorded_as_a_stale_source_data_failure() {
     let price = key("market:price:BTC");
 
     let snapshot = builder
-        .build_with([price.clone()], non_strict())
+        .build_with([price.clone()], lenient())
         .await
         .expect("non-strict");
 
@@ -683,7 +680,7 @@ async fn b5_15_non_strict_build_returns_partial_snapshot() {
     let (builder, price, account) = prices_and_failing_accounts(&clock, &log);
 
     let snapshot = builder
-        .build_with([price.clone(), account.clone()], non_strict())
+        .build_with([price.clone(), account.clone()], lenient())
         .await
         .expect("non-strict build returns a snapshot");
 
@@ -885,7 +882,7 @@ async fn b5_23_omitted_key_failure_names_the_batch_source() {
     let eth = key("market:price:ETH");
 
     let snapshot = builder
-        .build_with([btc.clone(), eth.clone()], non_strict())
+        .build_with([btc.clone(), eth.clone()], lenient())
         .await
         .expect("non-strict");
 
@@ -925,7 +922,7 @@ async fn b5_24_unrequested_key_fails_the_whole_batch_and_every_key_falls_back() 
     let sol = key("market:price:SOL");
 
     let snapshot = builder
-        .build_with([btc.clone(), eth.clone(), sol.clone()], non_strict())
+        .build_with([btc.clone(), eth.clone(), sol.clone()], lenient())
         .await
         .expect("non-strict");
 
@@ -1152,7 +1149,7 @@ async fn b5_30_failed_calls_record_a_failure_metric_and_a_source_failed_event() 
         .expect("valid builder");
 
     builder
-        .build_with([key("market:price:BTC")], non_strict())
+        .build_with([key("market:price:BTC")], lenient())
         .await
         .expect("non-strict");
 
@@ -1284,7 +1281,7 @@ async fn b5_33_cache_read_failure_fails_the_build_with_the_cache_error_itself() 
         .collect();
 
     let error = builder
-        .build_with(keys, non_strict())
+        .build_with(keys, lenient())
         .await
         .expect_err("the cache error propagates");
 
@@ -1397,7 +1394,7 @@ async fn source_panicking_in_fetch_is_a_failure_and_the_builder_stays_usable() {
     let boom = key("market:price:BOOM");
 
     let snapshot = builder
-        .build_with([boom.clone()], non_strict())
+        .build_with([boom.clone()], lenient())
         .await
         .expect("non-strict");
 

@@ -56,7 +56,9 @@ pub fn chained() -> ResourceKey {
 // ------------------------------------------------------------ policies
 
 /// Upper bound for anything that could deadlock; far beyond any legitimate
-/// build on the paused clock.
+/// build on the paused clock. Also bounds real-time waits on blocking
+/// threads (timeout_guarantees.rs: a blocking source's `recv_timeout`),
+/// where it is a wall-clock minute.
 pub const HANG_GUARD: Duration = Duration::from_secs(60);
 
 /// One attempt per source call: no retries, no circuit breaker.
@@ -192,11 +194,10 @@ pub async fn join(handle: JoinHandle<Snapshot>) -> Snapshot {
 // ------------------------------------------------ snapshot inspection
 
 /// The text value of `key`, failing the test when there is none.
-pub fn text(snapshot: &Snapshot, key: &ResourceKey) -> String {
+pub fn text<'a>(snapshot: &'a Snapshot, key: &ResourceKey) -> &'a str {
     snapshot
         .value::<String>(key)
         .unwrap_or_else(|e| panic!("{key} should have a text value: {e}"))
-        .clone()
 }
 
 /// (source, error type, attempts) of every failure of `key`.
