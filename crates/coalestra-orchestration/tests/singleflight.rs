@@ -503,14 +503,13 @@ async fn b6_7_shared_failure_reaches_every_caller_with_one_source_call() {
 
 #[tokio::test(start_paused = true)]
 async fn b6_8_waiters_get_an_error_when_the_shared_fetch_dies_without_an_outcome() {
+    // The shared fetch's task dies writing to the cache, before it can
+    // publish its outcome.
+    let cache =
+        Arc::new(ScriptedCache::new(MemoryCache::new()).panicking_writes("cache write exploded"));
     let (gate, _log, builder, price) = gated_configured(
         |gate, log| gated("rest", 1, gate, log),
-        |config| {
-            config.cache(Arc::new(
-                // The shared fetch's task dies before it can publish its outcome.
-                ScriptedCache::new(MemoryCache::new()).panicking_writes("cache write exploded"),
-            ))
-        },
+        |config| config.cache(cache.clone()),
     );
 
     let first = spawn_price(&builder, &price);
@@ -534,6 +533,8 @@ async fn b6_8_waiters_get_an_error_when_the_shared_fetch_dies_without_an_outcome
             .expect("error");
         assert!(!resource_error.failures().is_empty());
     }
+    // One shared fetch, and it died in its one cache write.
+    assert_eq!(cache.writes(), 1);
     assert_eq!(builder.in_flight(), 0);
     assert_eq!(builder.active_tasks(), 0);
 }

@@ -132,7 +132,9 @@ fn assert_budget_event(event: &Event, budget: f64, extra: &[&str]) {
 /// Asserts that every series of `metric` in `sink` is labelled by exactly
 /// `labels`.
 fn assert_label_names(sink: &RecordingSink, metric: &str, labels: &[&str]) {
-    for series in sink.metric_labels(metric) {
+    let all = sink.metric_labels(metric);
+    assert!(!all.is_empty(), "no {metric} series recorded");
+    for series in all {
         let names: BTreeSet<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, labels.iter().copied().collect::<BTreeSet<&str>>());
     }
